@@ -1,0 +1,54 @@
+# loraplex developer / CI entry points. `make test` works on a fresh Debian 12 machine (root or sudo).
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+LINT_PATHS ?= registry
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+
+.PHONY: venv system-deps test demo lint clean distclean
+
+venv: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install only when pyproject.toml is newer than the stamp (order-only on the interpreter).
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# PostgreSQL server binaries and redis-server, installed only where missing.
+system-deps:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  echo "system-deps: installing$$missing"; \
+	  $(APT) update -q && $(APT) install -y -q --no-install-recommends $$missing; \
+	else \
+	  echo "system-deps: postgresql and redis-server present"; \
+	fi
+
+# Whole suite against throwaway PostgreSQL, Redis and moto S3 servers; e.g. make test PYTEST_ARGS='-x -k upload'
+test: system-deps venv
+	$(PY) -m tests.services $(PYTEST_ARGS)
+
+demo: venv
+	$(VENV)/bin/loraplex demo
+
+lint: venv
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/mypy $(LINT_PATHS)
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

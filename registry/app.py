@@ -1,0 +1,73 @@
+"""The registry's FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+from fastapi import FastAPI
+
+from registry.audit.endpoints import router as audit_router
+from registry.auth.endpoints import router as auth_router
+from registry.auth.keys import load_signing_keys
+from registry.auth.server import TokenServer
+from registry.auth.tokens import TokenVerifier
+from registry.datasets.endpoints import router as datasets_router
+from registry.db import make_engine, make_sessionmaker
+from registry.errors import install_error_handlers
+from registry.health.endpoints import router as health_router
+from registry.logging import RequestLogMiddleware
+from registry.settings import Settings, get_settings
+from registry.storage import ObjectStore, open_store
+from registry.tenants.endpoints import router as tenants_router
+
+
+def open_configured_store(settings: Settings) -> ObjectStore:
+    url = settings.resolved_object_store
+    if url.startswith("file://"):
+        Path(url2pathname(urlparse(url).path)).mkdir(parents=True, exist_ok=True)
+    return open_store(
+        url,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_region=settings.s3_region,
+        s3_access_key_id=settings.s3_access_key_id,
+        s3_secret_access_key=settings.s3_secret_access_key,
+        part_size=settings.s3_part_size,
+        create_bucket=settings.s3_create_bucket,
+    )
+
+
+def create_app(settings: Settings | None = None, *, engine_kwargs: dict | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("uvicorn.access").disabled = True  # RequestLogMiddleware logs requests
+
+    app = FastAPI(
+        title="loraplex registry",
+        version="0.1.0",
+        description="Multi-tenant LoRA adapter registry: the system of record.",
+    )
+    engine = make_engine(settings.resolved_database_url, **(engine_kwargs or {}))
+    keys = load_signing_keys(settings)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.store = open_configured_store(settings)
+    app.state.signing_keys = keys
+    app.state.token_server = TokenServer(
+        keys.private,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl=settings.token_ttl_seconds,
+    )
+    app.state.verifier = TokenVerifier(
+        keys.public, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+
+    install_error_handlers(app)
+    app.add_middleware(RequestLogMiddleware)
+    for router in (health_router, auth_router, tenants_router, datasets_router, audit_router):
+        app.include_router(router)
+    return app

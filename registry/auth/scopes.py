@@ -1,0 +1,61 @@
+"""Roles and scopes. A role bounds what a client may ever hold; a token's scope narrows it."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Role(enum.StrEnum):
+    TENANT = "tenant"  # its own tenant only
+    OPS = "ops"  # platform-wide
+    AUDITOR = "auditor"  # read-only across tenants, plus the audit endpoints
+
+
+TENANTS_READ = "tenants:read"
+TENANTS_WRITE = "tenants:write"
+DATASETS_READ = "datasets:read"
+DATASETS_WRITE = "datasets:write"
+ADAPTERS_READ = "adapters:read"
+ADAPTERS_WRITE = "adapters:write"
+TRAINING_WRITE = "training:write"
+INFERENCE = "inference"
+AUDIT_READ = "audit:read"
+
+ALL_SCOPES = frozenset(
+    {
+        TENANTS_READ,
+        TENANTS_WRITE,
+        DATASETS_READ,
+        DATASETS_WRITE,
+        ADAPTERS_READ,
+        ADAPTERS_WRITE,
+        TRAINING_WRITE,
+        INFERENCE,
+        AUDIT_READ,
+    }
+)
+READ_SCOPES = frozenset(s for s in ALL_SCOPES if s.endswith(":read"))
+
+ROLE_SCOPES: dict[Role, frozenset[str]] = {
+    Role.TENANT: frozenset(
+        {
+            TENANTS_READ,
+            DATASETS_READ,
+            DATASETS_WRITE,
+            ADAPTERS_READ,
+            ADAPTERS_WRITE,
+            TRAINING_WRITE,
+            INFERENCE,
+        }
+    ),
+    Role.OPS: ALL_SCOPES - {INFERENCE},
+    Role.AUDITOR: READ_SCOPES,
+}
+
+
+def parse(scope: str | None) -> frozenset[str]:
+    return frozenset(scope.split()) if scope else frozenset()
+
+
+def render(scopes: frozenset[str] | set[str]) -> str:
+    return " ".join(sorted(scopes))

@@ -1,0 +1,86 @@
+"""The `loraplex` command line."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from registry.cli import demo as demo_cmd
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="loraplex platform CLI")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema")
+admin_app = typer.Typer(no_args_is_help=True, help="Local administration (needs database access)")
+serve_app = typer.Typer(no_args_is_help=True, help="Run services")
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+app.add_typer(serve_app, name="serve")
+app.command("demo", help="Run the embedded platform and walk through the main flow")(
+    demo_cmd.run
+)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Apply Alembic migrations up to REVISION (default: head)."""
+    from registry.migrate import upgrade
+    from registry.settings import get_settings
+
+    settings = get_settings()
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@admin_app.command("create-client")
+def create_client(
+    role: str = typer.Option(..., help="ops or auditor"),
+    name: str = typer.Option("", help="a label for this client"),
+) -> None:
+    """Create an ops or auditor API client; prints client_id and client_secret (shown once)."""
+    from registry.auth.principal import Principal
+    from registry.auth.scopes import Role
+    from registry.auth.service import clients
+    from registry.db import make_engine, make_sessionmaker, run_unit_of_work
+    from registry.settings import get_settings
+
+    if role not in (Role.OPS.value, Role.AUDITOR.value):
+        raise typer.BadParameter("role must be 'ops' or 'auditor' (tenant clients: the API)")
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    for session in run_unit_of_work(make_sessionmaker(engine)):
+        client, secret = clients.create(
+            session, actor=Principal.local_operator(), role=Role(role), name=name
+        )
+        out = {"client_id": client.client_id, "client_secret": secret, "role": role}
+    engine.dispose()
+    typer.echo(json.dumps(out))
+
+
+@serve_app.command("registry")
+def serve_registry(
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+    workers: int = typer.Option(1, help="uvicorn worker processes"),
+) -> None:
+    """Run the registry API."""
+    import uvicorn
+
+    from registry.logging import configure_logging
+    from registry.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    uvicorn.run(
+        "registry.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+def main() -> None:
+    app()

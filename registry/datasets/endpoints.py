@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from registry.auth import scopes as sc
+from registry.datasets.schemas import DatasetList, DatasetOut
+from registry.datasets.service import datasets
+from registry.dependencies import SessionDep, TenantContext, tenant_access
+
+router = APIRouter(prefix="/v1/tenants/{tenant}/datasets", tags=["datasets"])
+
+DatasetsRead = Annotated[TenantContext, Depends(tenant_access(sc.DATASETS_READ))]
+DatasetsWrite = Annotated[TenantContext, Depends(tenant_access(sc.DATASETS_WRITE, write=True))]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=DatasetOut,
+    responses={
+        200: {"description": "the same name already holds exactly this content"},
+        413: {"description": "over the upload limit or the tenant's dataset quota"},
+        422: {"description": "invalid file; `report` has counts and the first errors by line"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["name", "file"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "file": {"type": "string", "format": "binary"},
+                        },
+                    }
+                }
+            }
+        }
+    },
+)
+async def upload_dataset(
+    ctx: DatasetsWrite, request: Request, response: Response, session: SessionDep
+) -> DatasetOut:
+    """Upload a JSONL file (chat `messages` or `prompt`/`completion`) as a new dataset version."""
+    outcome = await datasets.upload(
+        session,
+        actor=ctx.principal,
+        tenant=ctx.tenant,
+        content_type=request.headers.get("content-type"),
+        body=request.stream(),
+        store=request.app.state.store,
+        settings=request.app.state.settings,
+    )
+    if not outcome.created:
+        response.status_code = 200
+    return DatasetOut.model_validate(outcome.dataset)
+
+
+@router.get("", response_model=DatasetList)
+def list_datasets(
+    ctx: DatasetsRead,
+    session: SessionDep,
+    name: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DatasetList:
+    rows = datasets.list(session, tenant=ctx.tenant, name=name, limit=limit, offset=offset)
+    return DatasetList(
+        items=[DatasetOut.model_validate(d) for d in rows], limit=limit, offset=offset
+    )
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut)
+def get_dataset(ctx: DatasetsRead, dataset_id: uuid.UUID, session: SessionDep) -> DatasetOut:
+    return DatasetOut.model_validate(
+        datasets.get(session, tenant=ctx.tenant, dataset_id=dataset_id)
+    )
+
+
+@router.get("/{dataset_id}/content")
+def download_dataset(
+    ctx: DatasetsRead, dataset_id: uuid.UUID, session: SessionDep, request: Request
+) -> StreamingResponse:
+    dataset = datasets.get(session, tenant=ctx.tenant, dataset_id=dataset_id)
+    return StreamingResponse(
+        datasets.open_content(request.app.state.store, dataset),
+        media_type="application/x-ndjson",
+        headers={
+            "Content-Length": str(dataset.bytes),
+            "Content-Disposition": f'attachment; filename="{dataset.name}-v{dataset.version}.jsonl"',
+            "X-Content-SHA256": dataset.sha256,
+            "ETag": f'"{dataset.sha256}"',
+        },
+    )

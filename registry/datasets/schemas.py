@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from pydantic import BaseModel, ConfigDict
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+class DatasetOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    version: int
+    format: str
+    sha256: str
+    bytes: int
+    rows: int
+    duplicates_dropped: int
+    source_sha256: str
+    source_bytes: int
+    created_by: str
+    created_at: dt.datetime
+
+
+class DatasetList(BaseModel):
+    items: list[DatasetOut]
+    limit: int
+    offset: int

@@ -1,0 +1,314 @@
+"""Streaming validation of training-data JSONL uploads.
+
+The upload arrives in arbitrary byte chunks; a chunk may end mid-line or inside a UTF-8
+sequence. `DatasetValidator` holds at most one partial line (bounded by `max_line_bytes`)
+plus a 16-byte digest per kept row, so memory does not grow with the size of the rows.
+
+Contract decisions:
+
+* A chat row must end with an assistant message. Loss is taken on assistant turns, so
+  trailing user/system turns are never trained on; they almost always mean a truncated or
+  misaligned export, and rejecting them at upload is cheaper than a wasted training run.
+* Once a line is invalid the upload will be aborted, so `feed`/`finish` stop returning
+  rows: the rows they return are the kept rows before the first invalid line. Validation
+  and counting go on to the end, so the report gives totals for the whole file.
+* Line length is measured without its "\\n" or "\\r\\n" terminator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from hashlib import blake2b
+from typing import Any
+
+import orjson
+
+CHAT = "chat"
+PROMPT_COMPLETION = "prompt_completion"
+
+_ROLES = frozenset({"system", "user", "assistant"})
+_FORMAT_LABELS = {CHAT: "chat", PROMPT_COMPLETION: "prompt/completion"}
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class LineError:
+    line: int  # 1-based line number in the upload; 0 for a file-level problem
+    reason: str
+
+
+@dataclass
+class ValidationReport:
+    format: str | None = None  # CHAT, PROMPT_COMPLETION, or None while undetermined
+    lines: int = 0  # lines seen, blank ones included
+    rows: int = 0  # valid rows kept (duplicates dropped)
+    duplicates: int = 0  # valid rows dropped as exact duplicates of an earlier row
+    invalid: int = 0  # invalid lines (all of them, not only those in `errors`)
+    blank: int = 0  # blank or whitespace-only lines, skipped
+    errors: list[LineError] = field(default_factory=list)  # the first `max_errors` only
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "format": self.format,
+            "lines": self.lines,
+            "rows": self.rows,
+            "duplicates": self.duplicates,
+            "invalid": self.invalid,
+            "blank": self.blank,
+            "errors": [{"line": e.line, "reason": e.reason} for e in self.errors],
+        }
+
+
+class DatasetValidator:
+    """Validates one upload: call `feed` per chunk, then `finish` once."""
+
+    def __init__(self, *, max_line_bytes: int = 1 << 20, max_errors: int = 20) -> None:
+        if max_line_bytes < 1:
+            raise ValueError("max_line_bytes must be at least 1")
+        if max_errors < 1:
+            raise ValueError("max_errors must be at least 1")
+        self.report = ValidationReport()
+        self._max_line_bytes = max_line_bytes
+        self._max_errors = max_errors
+        self._pending: list[bytes] = []  # pieces of the current partial line
+        self._pending_len = 0
+        self._skipped: int | None = None  # bytes seen of an over-long line being discarded
+        self._skipped_cr = False  # whether the last discarded byte was "\r"
+        self._seen: set[bytes] = set()
+        self._format_line = 0
+        self._finished = False
+
+    @property
+    def ok(self) -> bool:
+        rep = self.report
+        return self._finished and rep.invalid == 0 and rep.rows > 0
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Returns the kept rows that this chunk completes, each as uploaded plus b"\\n"."""
+        if self._finished:
+            raise RuntimeError("feed() called after finish()")
+        out: list[bytes] = []
+        if not chunk:
+            return out
+        parts = chunk.split(b"\n")
+        tail = parts.pop()
+        if parts:
+            head = parts[0]
+            if self._skipped is not None:
+                self._end_skipped(head)
+            elif self._pending:
+                self._pending.append(head)
+                self._line(b"".join(self._pending), out)
+                self._pending.clear()
+                self._pending_len = 0
+            else:
+                self._line(head, out)
+            line = self._line
+            for i in range(1, len(parts)):
+                line(parts[i], out)
+        self._hold(tail)
+        return out
+
+    def finish(self) -> list[bytes]:
+        """Flushes a last line that has no trailing newline and closes the report."""
+        if self._finished:
+            raise RuntimeError("finish() called twice")
+        out: list[bytes] = []
+        if self._skipped is not None:
+            self._end_skipped(b"")
+        elif self._pending:
+            self._line(b"".join(self._pending), out)
+            self._pending.clear()
+            self._pending_len = 0
+        self._finished = True
+        rep = self.report
+        if rep.rows == 0 and rep.invalid == 0:
+            if rep.lines == 0:
+                self._error(0, "the file is empty; upload at least one row")
+            else:
+                self._error(0, "the file has no rows, only blank lines; upload at least one row")
+        return out
+
+    def _hold(self, piece: bytes) -> None:
+        """Keeps the unterminated end of a chunk, or starts discarding an over-long line."""
+        if not piece:
+            return
+        if self._skipped is not None:
+            self._skipped += len(piece)
+            self._skipped_cr = piece.endswith(b"\r")
+            return
+        size = self._pending_len + len(piece)
+        if size > self._max_line_bytes + 1:  # + 1: a "\r" of a "\r\n" may still follow
+            self._skipped = size
+            self._skipped_cr = piece.endswith(b"\r")
+            self._pending.clear()
+            self._pending_len = 0
+        else:
+            self._pending.append(piece)
+            self._pending_len = size
+
+    def _end_skipped(self, head: bytes) -> None:
+        assert self._skipped is not None
+        size = self._skipped + len(head)
+        ends_cr = head.endswith(b"\r") if head else self._skipped_cr
+        if ends_cr:
+            size -= 1
+        self._skipped = None
+        self._skipped_cr = False
+        self.report.lines += 1
+        self._invalid(self.report.lines, self._too_long(size))
+
+    def _too_long(self, size: int) -> str:
+        return (
+            f"line is {size:,} bytes, over the {self._max_line_bytes:,}-byte limit; "
+            "shorten or split this row"
+        )
+
+    def _line(self, raw: bytes, out: list[bytes]) -> None:
+        rep = self.report
+        rep.lines += 1
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if len(raw) > self._max_line_bytes:
+            self._invalid(rep.lines, self._too_long(len(raw)))
+            return
+        if not raw or raw.isspace():
+            rep.blank += 1
+            return
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            self._invalid(rep.lines, _json_reason(raw, exc))
+            return
+        if not isinstance(obj, dict):
+            self._invalid(rep.lines, f"expected a JSON object, got {_json_type(obj)}")
+            return
+        reason = self._check_row(obj, rep.lines)
+        if reason is not None:
+            self._invalid(rep.lines, reason)
+            return
+        digest = blake2b(raw, digest_size=16).digest()
+        if digest in self._seen:
+            rep.duplicates += 1
+            return
+        self._seen.add(digest)
+        rep.rows += 1
+        if not rep.invalid:
+            out.append(raw + b"\n")
+
+    def _check_row(self, obj: dict[str, Any], lineno: int) -> str | None:
+        if "messages" in obj:
+            kind = CHAT
+        elif "prompt" in obj or "completion" in obj:
+            kind = PROMPT_COMPLETION
+        else:
+            return (
+                'expected "messages" (chat format) or "prompt" and "completion"; '
+                f"found {_keys(obj)}"
+            )
+        fmt = self.report.format
+        if fmt is not None and kind != fmt:
+            return (
+                f"this row is in {_FORMAT_LABELS[kind]} format, but line {self._format_line} "
+                f"set the file's format to {_FORMAT_LABELS[fmt]}; use one format per file"
+            )
+        reason = _check_chat(obj) if kind == CHAT else _check_prompt_completion(obj)
+        if reason is None and fmt is None:
+            self.report.format = kind
+            self._format_line = lineno
+        return reason
+
+    def _invalid(self, lineno: int, reason: str) -> None:
+        self.report.invalid += 1
+        self._error(lineno, reason)
+
+    def _error(self, lineno: int, reason: str) -> None:
+        if len(self.report.errors) < self._max_errors:
+            self.report.errors.append(LineError(lineno, reason))
+
+
+def _check_chat(obj: dict[str, Any]) -> str | None:
+    messages = obj["messages"]
+    if not isinstance(messages, list):
+        return f'"messages" must be a list of messages, got {_json_type(messages)}'
+    if not messages:
+        return '"messages" is empty; add at least a user and an assistant message'
+    has_assistant = False
+    role: object = None
+    for i, msg in enumerate(messages, 1):
+        if not isinstance(msg, dict):
+            return f"message {i}: expected an object, got {_json_type(msg)}"
+        role = msg.get("role")
+        if not isinstance(role, str) or role not in _ROLES:
+            if "role" not in msg:
+                return f'message {i}: missing "role"; use system, user or assistant'
+            return (
+                f"message {i}: role {_show(role)} is not supported; use system, user or assistant"
+            )
+        content = msg.get("content")
+        if not isinstance(content, str):
+            if "content" not in msg:
+                return f'message {i}: missing "content"'
+            return f"message {i}: content must be a string, got {_json_type(content)}"
+        if not content or content.isspace():
+            return f"message {i}: content is empty or only whitespace"
+        if role == "assistant":
+            has_assistant = True
+    if not has_assistant:
+        return "no assistant message; add the assistant reply the adapter should learn"
+    if role != "assistant":
+        return (
+            f"the last message (message {len(messages)}) is from {role}, not assistant; "
+            "end the conversation with the assistant reply to train on"
+        )
+    return None
+
+
+def _check_prompt_completion(obj: dict[str, Any]) -> str | None:
+    for key in ("prompt", "completion"):
+        if key not in obj:
+            return f'missing "{key}"; prompt/completion rows need both'
+        value = obj[key]
+        if not isinstance(value, str):
+            return f'"{key}" must be a string, got {_json_type(value)}'
+        if not value or value.isspace():
+            return f'"{key}" is empty or only whitespace'
+    return None
+
+
+def _json_reason(raw: bytes, exc: orjson.JSONDecodeError) -> str:
+    # orjson's UTF-8 messages carry no position, so find the bad byte ourselves.
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as ude:
+        return f"not valid UTF-8 (bad byte at offset {ude.start} in the line); save as UTF-8"
+    if raw.startswith(_BOM):
+        return "line starts with a UTF-8 byte order mark (BOM); save as UTF-8 without BOM"
+    return f"invalid JSON: {exc.msg} at column {exc.colno}"
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _show(value: object, limit: int = 40) -> str:
+    text = repr(value) if isinstance(value, str) else orjson.dumps(value).decode()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _keys(obj: dict[str, Any], limit: int = 5) -> str:
+    if not obj:
+        return "an empty object"
+    shown = ", ".join(_show(k, 30) for k in list(obj)[:limit])
+    more = f" and {len(obj) - limit} more" if len(obj) > limit else ""
+    return f"keys {shown}{more}"

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from registry.db import Base, utcnow
+
+
+class Dataset(Base):
+    """An immutable dataset version: one validated upload under a name."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", "version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int]
+    format: Mapped[str] = mapped_column(String(32))  # chat | prompt_completion
+    sha256: Mapped[str] = mapped_column(String(64))  # of the stored (de-duplicated) rows
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[int]
+    duplicates_dropped: Mapped[int]
+    source_sha256: Mapped[str] = mapped_column(String(64))  # of the file as uploaded
+    source_bytes: Mapped[int] = mapped_column(BigInteger)
+    object_key: Mapped[str] = mapped_column(String(500))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

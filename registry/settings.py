@@ -1,0 +1,98 @@
+"""The one configuration object. Every knob is an environment variable prefixed `LORAPLEX_`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GiB = 1 << 30
+MiB = 1 << 20
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LORAPLEX_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    home: Path = Field(default=Path("~/.loraplex"), description="Embedded default's data folder")
+
+    database_url: str | None = Field(default=None, description="Default: SQLite under home")
+    object_store: str | None = Field(
+        default=None, description="s3://bucket/prefix or file:///path; default: folder under home"
+    )
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_create_bucket: bool = Field(default=False, description="Create the bucket if missing (dev)")
+    s3_part_size: int = 8 * MiB
+
+    # Auth. The signing key is the platform's one secret: outside development it must be given.
+    jwt_private_key_file: Path | None = Field(
+        default=None, description="PEM RSA private key; development generates one under home"
+    )
+    jwt_issuer: str = "loraplex"
+    jwt_audience: str = "loraplex"
+    token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    oauth_allow_http: bool | None = Field(
+        default=None,
+        description="Serve /oauth/token over plain HTTP; default: only in development. "
+        "Behind a TLS-terminating proxy, run with --proxy-headers instead.",
+    )
+
+    # Quotas (defaults for new tenants) and upload limits.
+    default_quota_dataset_bytes: int = 10 * GiB
+    default_quota_adapters: int = 50
+    max_upload_bytes: int = 5 * GiB
+    max_line_bytes: int = 1 * MiB
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_dev_defaults_in_production(self) -> Settings:
+        if self.environment == "production":
+            missing = [
+                name
+                for name, value in (
+                    ("LORAPLEX_DATABASE_URL", self.database_url),
+                    ("LORAPLEX_OBJECT_STORE", self.object_store),
+                    ("LORAPLEX_JWT_PRIVATE_KEY_FILE", self.jwt_private_key_file),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    "production refuses development defaults; set " + ", ".join(missing)
+                )
+        return self
+
+    @property
+    def token_endpoint_allows_http(self) -> bool:
+        if self.oauth_allow_http is None:
+            return self.environment == "development"
+        return self.oauth_allow_http
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'loraplex.db'}"
+
+    @property
+    def resolved_object_store(self) -> str:
+        return self.object_store or (self.home_dir / "objects").as_uri()
+
+    @property
+    def resolved_jwt_key_file(self) -> Path:
+        return self.jwt_private_key_file or self.home_dir / "keys" / "jwt-signing.pem"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
