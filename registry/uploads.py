@@ -160,7 +160,8 @@ async def read_streaming_form(
     """Parse a multipart body. `sinks` maps a file field name to a sink factory."""
     mime, params = parse_options_header(content_type or "")
     if mime != b"multipart/form-data" or b"boundary" not in params:
-        raise Unprocessable("send the upload as multipart/form-data")
+        files = ", ".join(f"'{name}'" for name in sorted(sinks))
+        raise Unprocessable(f"send the upload as multipart/form-data with file field {files}")
     form = _FormParser(sinks, max_field_bytes, max_fields)
     parser = MultipartParser(params[b"boundary"], form.callbacks())  # type: ignore[arg-type]
     received = buffered = 0

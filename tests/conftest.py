@@ -180,6 +180,7 @@ def world(stack: Stack) -> World:
 def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     if request.param == "sqlite":
         settings = Settings(home=tmp_path / "home", log_json=True)
+        settings.home_dir.mkdir()
         upgrade(settings.resolved_database_url)
         app = create_app(settings)
         yield Stack("sqlite", app, app.state.engine)

@@ -55,8 +55,8 @@ class DatasetIngest:
         self._writer.write(b"".join(rows))
         if self._writer.size > self.max_stored_bytes:
             raise PayloadTooLarge(
-                f"dataset quota exceeded: this upload needs more than the "
-                f"{self.max_stored_bytes:,} bytes left in the tenant's quota"
+                f"dataset quota exceeded: this upload is larger than the tenant's whole "
+                f"dataset quota of {self.max_stored_bytes:,} bytes"
             )
 
     @property

@@ -43,13 +43,13 @@ class DatasetService:
         store: ObjectStore,
         settings: Settings,
     ) -> UploadOutcome:
-        repo = DatasetRepository(session, tenant.id)
-        used = await run_in_threadpool(repo.stored_bytes)
+        # While streaming, refuse only what could never fit (content may dedupe against what
+        # the tenant already stores); the exact check runs at registration, under a lock.
         ingest = DatasetIngest(
             store,
             tenant_id=tenant.id,
             max_line_bytes=settings.max_line_bytes,
-            max_stored_bytes=max(tenant.quota_dataset_bytes - used, 0),
+            max_stored_bytes=tenant.quota_dataset_bytes,
         )
         try:
             form = await read_streaming_form(

@@ -1,0 +1,468 @@
+"""One set of behaviours, checked against both object store implementations.
+
+The S3 variant talks to a real S3 HTTP server (moto in CI) at $LORAPLEX_TEST_S3_ENDPOINT, e.g.
+    python -m moto.server -H 127.0.0.1 -p 5999 &
+    export LORAPLEX_TEST_S3_ENDPOINT=http://127.0.0.1:5999
+Without it the S3 tests fail (they do not skip). Each test gets its own bucket.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import random
+import socket
+import time
+import tracemalloc
+import uuid
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
+
+from registry.storage import (
+    LocalObjectStore,
+    ObjectNotFound,
+    ObjectStore,
+    S3ObjectStore,
+    StorageError,
+    StorageUnavailable,
+    StoredObject,
+    open_store,
+    validate_key,
+)
+
+S3_ENDPOINT_ENV = "LORAPLEX_TEST_S3_ENDPOINT"
+PART_SIZE = 5 << 20  # S3's minimum part size
+MULTIPART = 2 * PART_SIZE + 12345  # three parts, the last one short
+
+
+def s3_endpoint() -> str:
+    endpoint = os.environ.get(S3_ENDPOINT_ENV)
+    if not endpoint:
+        pytest.fail(
+            f"{S3_ENDPOINT_ENV} is not set. The S3 tests need an S3 server, e.g. "
+            f"`python -m moto.server -H 127.0.0.1 -p 5999 &` and "
+            f"`export {S3_ENDPOINT_ENV}=http://127.0.0.1:5999`.",
+            pytrace=False,
+        )
+    return endpoint
+
+
+def open_s3(bucket: str, *, endpoint: str | None = None, **kwargs: Any) -> S3ObjectStore:
+    kwargs.setdefault("part_size", PART_SIZE)
+    kwargs.setdefault("timeout_s", 10.0)
+    store = open_store(
+        f"s3://{bucket}/store-prefix",
+        s3_endpoint_url=endpoint or s3_endpoint(),
+        s3_region="us-east-1",
+        s3_access_key_id="testing",
+        s3_secret_access_key="testing",
+        **kwargs,
+    )
+    return cast(S3ObjectStore, store)
+
+
+def drop_bucket(store: S3ObjectStore) -> None:
+    client, bucket = store.client, store.bucket
+    for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=obj["Key"])
+    client.delete_bucket(Bucket=bucket)
+
+
+@pytest.fixture
+def s3_store() -> Iterator[S3ObjectStore]:
+    store = open_s3(f"loraplex-test-{uuid.uuid4().hex[:16]}", create_bucket=True)
+    yield store
+    drop_bucket(store)
+
+
+@pytest.fixture
+def local_store(tmp_path: Path) -> LocalObjectStore:
+    return cast(LocalObjectStore, open_store(f"file://{tmp_path}/store", create_bucket=True))
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest) -> ObjectStore:
+    return cast(ObjectStore, request.getfixturevalue(f"{request.param}_store"))
+
+
+def blob(size: int, seed: int = 0) -> bytes:
+    """Deterministic data without repeats, so misplaced parts would show."""
+    return random.Random(seed).randbytes(size)
+
+
+def write_in_chunks(
+    store: ObjectStore, data: bytes, key: str | Callable[[str], str], chunk: int = 1 << 20
+) -> StoredObject:
+    with store.writer() as w:
+        for i in range(0, len(data), chunk):
+            w.write(data[i : i + chunk])
+        assert w.size == len(data)
+        assert w.sha256 == hashlib.sha256(data).hexdigest()
+        return w.commit(key)
+
+
+def all_keys(store: ObjectStore) -> list[str]:
+    return sorted(store.list_keys())
+
+
+def pending_uploads(store: ObjectStore) -> list[Any]:
+    if not isinstance(store, S3ObjectStore):
+        return []
+    uploads: list[Any] = store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
+    return uploads
+
+
+def count_calls(store: ObjectStore, operation: str) -> list[str]:
+    """Record each call of an S3 operation (nothing for the local store)."""
+    calls: list[str] = []
+    if isinstance(store, S3ObjectStore):
+        store.client.meta.events.register(
+            f"before-call.s3.{operation}", lambda **_: calls.append(operation)
+        )
+    return calls
+
+
+def test_put_get_small(store: ObjectStore) -> None:
+    key = "tenants/t1/datasets/sha256/abc.jsonl"
+    stored = store.put_bytes(key, b'{"a": 1}\n')
+    assert stored.key == key
+    assert stored.size == 9
+    assert stored.sha256 == hashlib.sha256(b'{"a": 1}\n').hexdigest()
+    assert store.get_bytes(key) == b'{"a": 1}\n'
+    assert store.size(key) == 9
+    assert store.exists(key)
+    assert all_keys(store) == [key]
+
+
+def test_put_bytes_replaces(store: ObjectStore) -> None:
+    store.put_bytes("a/b", b"one")
+    store.put_bytes("a/b", b"two!")
+    assert store.get_bytes("a/b") == b"two!"
+    assert all_keys(store) == ["a/b"]
+
+
+@pytest.mark.parametrize("size", [0, 1, PART_SIZE - 1, PART_SIZE, PART_SIZE + 1, MULTIPART])
+def test_writer_round_trip(store: ObjectStore, size: int) -> None:
+    data = blob(size)
+    parts = count_calls(store, "UploadPart")
+    stored = write_in_chunks(store, data, "objects/x.bin", chunk=(1 << 20) + 7)
+    assert stored.size == size
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert store.get_bytes("objects/x.bin") == data
+    assert store.size("objects/x.bin") == size
+    assert all_keys(store) == ["objects/x.bin"]
+    assert pending_uploads(store) == []
+    if isinstance(store, S3ObjectStore):  # a multipart upload only from one full part on
+        assert len(parts) == (-(-size // PART_SIZE) if size >= PART_SIZE else 0)
+
+
+def test_multipart_20mb(store: ObjectStore) -> None:
+    data = os.urandom(20 << 20)
+    parts = count_calls(store, "UploadPart")
+    stored = write_in_chunks(store, data, lambda h: f"blobs/sha256/{h}")
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert store.get_bytes(stored.key) == data
+    if isinstance(store, S3ObjectStore):
+        assert len(parts) == 4
+        raw = store.client.list_objects_v2(Bucket=store.bucket)["Contents"]
+        assert [o["Key"] for o in raw] == [f"store-prefix/{stored.key}"]
+
+
+def test_content_addressed_commit(store: ObjectStore) -> None:
+    seen: list[str] = []
+
+    def key_for(digest: str) -> str:
+        seen.append(digest)
+        return f"tenants/t1/datasets/sha256/{digest}.jsonl"
+
+    stored = write_in_chunks(store, b"line\n" * 1000, key_for)
+    digest = hashlib.sha256(b"line\n" * 1000).hexdigest()
+    assert seen == [digest]
+    assert stored.key == f"tenants/t1/datasets/sha256/{digest}.jsonl"
+    assert store.get_bytes(stored.key) == b"line\n" * 1000
+
+
+@pytest.mark.parametrize("size", [100, MULTIPART])
+def test_commit_to_existing_key_dedups(store: ObjectStore, size: int) -> None:
+    data = blob(size)
+    first = write_in_chunks(store, data, lambda h: f"cas/{h}")
+    copies = count_calls(store, "CopyObject")
+    second = write_in_chunks(store, data, lambda h: f"cas/{h}")
+    assert second == first
+    assert all_keys(store) == [first.key]
+    assert pending_uploads(store) == []
+    assert copies == []  # the existing object was kept, not copied over
+    # commit never replaces an object: the key is taken to imply the content
+    write_in_chunks(store, b"other", first.key)
+    assert store.get_bytes(first.key) == data
+
+
+@pytest.mark.parametrize("size", [100, MULTIPART])
+def test_abort_leaves_nothing(store: ObjectStore, size: int) -> None:
+    w = store.writer()
+    w.write(blob(size))
+    w.abort()
+    w.abort()  # idempotent
+    assert all_keys(store) == []
+    assert pending_uploads(store) == []
+    with pytest.raises(RuntimeError):
+        w.write(b"more")
+    with pytest.raises(RuntimeError):
+        w.commit("k")
+
+
+@pytest.mark.parametrize("size", [100, MULTIPART])
+def test_exception_inside_with_leaves_nothing(store: ObjectStore, size: int) -> None:
+    with pytest.raises(KeyError), store.writer() as w:
+        w.write(blob(size))
+        raise KeyError("boom")
+    assert all_keys(store) == []
+    assert pending_uploads(store) == []
+
+
+def test_leaving_with_uncommitted_leaves_nothing(store: ObjectStore) -> None:
+    with store.writer() as w:
+        w.write(blob(MULTIPART))
+    assert all_keys(store) == []
+    assert pending_uploads(store) == []
+
+
+@pytest.mark.parametrize("size", [100, MULTIPART])
+def test_nothing_visible_before_commit(store: ObjectStore, size: int) -> None:
+    with store.writer() as w:
+        w.write(blob(size))
+        assert not store.exists("final/key")
+        assert list(store.list_keys("final/")) == []
+        assert all(k.startswith("_tmp/") for k in store.list_keys())
+        w.commit("final/key")
+    assert store.exists("final/key")
+    assert all_keys(store) == ["final/key"]
+
+
+def test_iter_chunks_streams(store: ObjectStore) -> None:
+    data = blob(3 * (1 << 20) + 5)
+    store.put_bytes("big", data)
+    chunks = list(store.iter_chunks("big", chunk_size=1 << 20))
+    assert [len(c) for c in chunks] == [1 << 20] * 3 + [5]
+    assert b"".join(chunks) == data
+    stream = store.iter_chunks("big", chunk_size=1000)
+    assert next(stream) == data[:1000]
+    assert isinstance(stream, Generator)
+    stream.close()  # stopping early releases the file or connection
+
+
+def test_missing_key(store: ObjectStore) -> None:
+    store.put_bytes("dir/present", b"x")
+    with pytest.raises(ObjectNotFound):
+        store.get_bytes("dir/absent")
+    with pytest.raises(ObjectNotFound):
+        store.iter_chunks("dir/absent")  # raises at call time, before iteration
+    with pytest.raises(ObjectNotFound):
+        store.get_bytes("dir")  # a "directory" is not an object
+    assert store.size("dir/absent") is None
+    assert not store.exists("dir/absent")
+    assert not store.exists("dir")
+    store.delete("dir/absent")
+    store.delete("dir/present")
+    store.delete("dir/present")
+    assert all_keys(store) == []
+
+
+def test_list_keys_prefix(store: ObjectStore) -> None:
+    for key in ["tenants/a/x", "tenants/a/y/z", "tenants/ab/x", "tenants/b/x", "other"]:
+        store.put_bytes(key, b"1")
+    assert sorted(store.list_keys("tenants/a/")) == ["tenants/a/x", "tenants/a/y/z"]
+    assert sorted(store.list_keys("tenants/a")) == ["tenants/a/x", "tenants/a/y/z", "tenants/ab/x"]
+    assert list(store.list_keys("nothing/")) == []
+    assert len(all_keys(store)) == 5
+
+
+BAD_KEYS = ["", "/abs", "a//b", "a/", "a/../b", "..", "./a", "a\\b", "a\nb", "a\x00b", "x" * 1025]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_invalid_keys_rejected(store: ObjectStore, key: str) -> None:
+    calls: list[Callable[[], object]] = [
+        lambda: store.put_bytes(key, b"x"),
+        lambda: store.get_bytes(key),
+        lambda: store.iter_chunks(key),
+        lambda: store.size(key),
+        lambda: store.exists(key),
+        lambda: store.delete(key),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError):
+            call()
+    with store.writer() as w:
+        w.write(b"x")
+        with pytest.raises(ValueError):
+            w.commit(key)
+    assert all_keys(store) == []
+    assert pending_uploads(store) == []
+
+
+def test_reserved_tmp_prefix_and_bad_prefixes(store: ObjectStore) -> None:
+    with pytest.raises(ValueError):
+        store.put_bytes("_tmp/x", b"x")
+    with pytest.raises(ValueError):
+        write_in_chunks(store, b"x", lambda h: f"_tmp/{h}")
+    for prefix in ["/", "../", "a//", "a\\"]:
+        with pytest.raises(ValueError):
+            list(store.list_keys(prefix))
+    assert all_keys(store) == []
+
+
+def test_validate_key_accepts_ordinary_keys() -> None:
+    for key in ["a", "tenants/7/datasets/sha256/ab12.jsonl", "a b/ünï/.hidden", "x" * 1024]:
+        assert validate_key(key) == key
+
+
+@pytest.mark.parametrize("chunk_size", [1 << 20, 3 << 20])
+def test_memory_stays_flat(store: ObjectStore, chunk_size: int) -> None:
+    """64 MiB through the writer: the S3 writer holds one part (5 MiB), the local one nothing."""
+    chunk = os.urandom(chunk_size)
+    count = (64 << 20) // chunk_size
+    tracemalloc.start()
+    try:
+        with store.writer() as w:
+            for _ in range(count):
+                w.write(chunk)
+            stored = w.commit(lambda h: f"blobs/{h}")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert stored.size == count * chunk_size
+    # Measured ~5.1-5.4 MiB on S3; a copy of each incoming chunk would already break this.
+    assert peak < 1.5 * PART_SIZE, f"peak {peak / 2**20:.1f} MiB"
+    expected = hashlib.sha256()
+    for _ in range(count):
+        expected.update(chunk)
+    assert stored.sha256 == expected.hexdigest()
+
+
+def test_ping_ok(store: ObjectStore) -> None:
+    store.ping()
+
+
+def test_ping_s3_unreachable() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = open_s3("some-bucket", endpoint=f"http://127.0.0.1:{port}", timeout_s=2.0)
+    start = time.monotonic()
+    with pytest.raises(StorageUnavailable, match="unavailable"):
+        store.ping()
+    assert time.monotonic() - start < 5
+    with pytest.raises(StorageUnavailable):
+        store.get_bytes("k")
+
+
+def test_ping_s3_missing_bucket() -> None:
+    store = open_s3("loraplex-test-no-such-bucket")
+    with pytest.raises(StorageUnavailable, match="does not exist"):
+        store.ping()
+
+
+def test_ping_local_missing_root(tmp_path: Path) -> None:
+    store = open_store(f"file://{tmp_path}/missing")
+    with pytest.raises(StorageUnavailable, match="does not exist"):
+        store.ping()
+    with pytest.raises(StorageUnavailable):
+        store.writer()
+
+
+def test_s3_commit_failure_cleans_up(s3_store: S3ObjectStore) -> None:
+    store = s3_store
+
+    def fail(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "InternalError"}}, "CompleteMultipartUpload")
+
+    store.client.meta.events.register("before-call.s3.CompleteMultipartUpload", fail)
+    with pytest.raises(StorageError, match="InternalError"), store.writer() as w:
+        w.write(blob(MULTIPART))
+        w.commit("k")
+    assert all_keys(store) == []
+    assert pending_uploads(store) == []
+
+
+def test_s3_object_carries_its_sha256(s3_store: S3ObjectStore) -> None:
+    """Committed objects carry S3's own full-object SHA-256, equal to ours (below 1 GiB)."""
+    for size in [100, MULTIPART]:
+        stored = write_in_chunks(s3_store, blob(size), lambda h: f"cas/{h}")
+        head = s3_store.client.head_object(
+            Bucket=s3_store.bucket, Key=s3_store.prefix + stored.key, ChecksumMode="ENABLED"
+        )
+        assert base64.b64decode(head["ChecksumSHA256"]).hex() == stored.sha256
+
+
+def test_s3_multipart_server_side_copy(s3_store: S3ObjectStore) -> None:
+    """Objects over the copy threshold (1 GiB by default) are copied part by part."""
+    s3_store.copy_config = TransferConfig(
+        multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE
+    )
+    copies = count_calls(s3_store, "UploadPartCopy")
+    data = blob(MULTIPART, seed=3)
+    stored = write_in_chunks(s3_store, data, lambda h: f"cas/{h}")
+    assert len(copies) == 3
+    assert s3_store.get_bytes(stored.key) == data  # botocore validates the object's checksum
+    assert all_keys(s3_store) == [stored.key]
+
+
+def test_local_root_escape_impossible(local_store: LocalObjectStore, tmp_path: Path) -> None:
+    store = local_store
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"s")
+    os.symlink(outside, Path(store.root) / "link")
+    with pytest.raises(ValueError, match="outside"):
+        store.get_bytes("link/secret")
+    with pytest.raises(ValueError, match="outside"):
+        store.put_bytes("link/new", b"x")
+    with pytest.raises(ValueError, match="outside"):
+        write_in_chunks(store, b"x", "link/new2")
+    with pytest.raises(ValueError):
+        store.get_bytes("../outside/secret")
+    assert sorted(os.listdir(outside)) == ["secret"]
+    assert store.path("a/b") == os.path.join(os.path.realpath(tmp_path / "store"), "a", "b")
+
+
+def test_local_commit_failure_cleans_up(local_store: LocalObjectStore) -> None:
+    store = local_store
+    store.put_bytes("a", b"file, not a directory")
+    with pytest.raises(StorageError):
+        write_in_chunks(store, b"x", "a/b")
+    assert all_keys(store) == ["a"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://x/y",
+        "s3:///prefix",
+        "file://host/x",
+        "file:relative",
+        "s3://b?x=1",
+        "s3://bkt/a/../b",
+    ],
+)
+def test_open_store_rejects_bad_urls(url: str) -> None:
+    with pytest.raises(ValueError):
+        open_store(url)
+
+
+def test_open_store_urls(tmp_path: Path) -> None:
+    assert open_store(f"file://{tmp_path}/").url == f"file://{os.path.realpath(tmp_path)}"
+    s3 = open_store("s3://bucket/some/prefix/", s3_region="us-east-1")
+    assert isinstance(s3, S3ObjectStore)
+    assert (s3.url, s3.bucket, s3.prefix) == ("s3://bucket/some/prefix", "bucket", "some/prefix/")
+    with pytest.raises(ValueError, match="part_size"):
+        open_store("s3://bucket", part_size=1 << 20)
