@@ -1,6 +1,5 @@
 """Request dependencies shared by every domain: the unit of work and the caller."""
 
-
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated

@@ -7,6 +7,7 @@ LORAPLEX_TEST_REDIS_URL. Without them the tests that need them fail (they are ne
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -23,12 +24,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.app import create_app
-from registry.db import make_engine
-from registry.migrate import upgrade
 from registry.auth.principal import Principal
 from registry.auth.scopes import Role
 from registry.auth.service import clients
-from registry.db import run_unit_of_work
+from registry.db import make_engine, run_unit_of_work
+from registry.migrate import upgrade
 from registry.settings import Settings
 from registry.storage import ObjectStore, open_store
 
@@ -45,8 +45,9 @@ def require_env(name: str) -> str:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "stack" in metafunc.fixturenames:
         smoke = metafunc.definition.get_closest_marker("smoke") is not None
-        metafunc.parametrize("stack", ["postgres", "sqlite"] if smoke else ["postgres"],
-                             indirect=True)
+        metafunc.parametrize(
+            "stack", ["postgres", "sqlite"] if smoke else ["postgres"], indirect=True
+        )
 
 
 def create_database(admin_url: str, name: str) -> str:
@@ -66,12 +67,14 @@ def pg_admin_url() -> str:
 @pytest.fixture(scope="session")
 def s3_endpoint() -> str:
     endpoint = require_env("LORAPLEX_TEST_S3_ENDPOINT")
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                      config=Config(signature_version="s3v4"))
-    try:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        config=Config(signature_version="s3v4"),
+    )
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(Bucket=BUCKET)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
     return endpoint
 
 
@@ -160,8 +163,11 @@ class World:
         return {"Authorization": f"Bearer {self.token(client_id, secret, scope)}"}
 
     def tenant(self, slug: str, **quotas: int) -> Caller:
-        resp = self.http.post("/v1/tenants", json={"slug": slug, "display_name": slug.title(),
-                                                   **quotas}, headers=self.ops.headers)
+        resp = self.http.post(
+            "/v1/tenants",
+            json={"slug": slug, "display_name": slug.title(), **quotas},
+            headers=self.ops.headers,
+        )
         assert resp.status_code == 201, resp.text
         tenant_id = resp.json()["id"]
         resp = self.http.post(f"/v1/tenants/{slug}/clients", json={}, headers=self.ops.headers)

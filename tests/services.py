@@ -29,8 +29,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def log(event: str, **fields: object) -> None:
@@ -96,8 +99,9 @@ def _die_with(sig: int) -> Callable[[], None]:
     return preexec
 
 
-def _terminate(proc: subprocess.Popen[bytes], tmp: Path,
-               sigs: tuple[int, ...] = (signal.SIGTERM,)) -> None:
+def _terminate(
+    proc: subprocess.Popen[bytes], tmp: Path, sigs: tuple[int, ...] = (signal.SIGTERM,)
+) -> None:
     """Send each of `sigs` in turn (10 s apart), then SIGKILL; then remove `tmp`."""
     try:
         for sig in (*sigs, signal.SIGKILL):
@@ -128,18 +132,32 @@ def _pg_ready(data: Path) -> bool:
     return len(lines) >= 8 and lines[7].strip() == "ready"
 
 
-def _start(name: str, env_var: str, url: str, cmd: list[str], tmp: Path,
-           ready: Callable[[], bool], t0: float, stop_sigs: tuple[int, ...] = (signal.SIGTERM,),
-           **kw: Any) -> Service:
+def _start(
+    name: str,
+    env_var: str,
+    url: str,
+    cmd: list[str],
+    tmp: Path,
+    ready: Callable[[], bool],
+    t0: float,
+    stop_sigs: tuple[int, ...] = (signal.SIGTERM,),
+    **kw: Any,
+) -> Service:
     """Spawn `cmd` (log in `tmp`), wait for `ready`; its stop() signals it and removes `tmp`."""
     logfile = tmp / f"{name}.log"
     try:
         # Own session: a terminal Ctrl-C reaches only us and pytest; we stop servers in order.
         # If we die (even by SIGKILL) the server gets its last stop signal.
         with logfile.open("wb") as out:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=_die_with(stop_sigs[-1]), **kw)
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with(stop_sigs[-1]),
+                **kw,
+            )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -148,8 +166,10 @@ def _start(name: str, env_var: str, url: str, cmd: list[str], tmp: Path,
         deadline = time.monotonic() + 30
         while not ready():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not start ({proc.returncode}):\n"
-                                   f"{logfile.read_text(errors='replace')[-2000:]}")
+                raise RuntimeError(
+                    f"{name} did not start ({proc.returncode}):\n"
+                    f"{logfile.read_text(errors='replace')[-2000:]}"
+                )
             time.sleep(0.02)
     except BaseException:
         stop()
@@ -167,20 +187,57 @@ def start_postgres(port: int | None = None) -> Service:
         shutil.chown(tmp, "postgres", "postgres")
         as_pg.update(user="postgres", group="postgres", extra_groups=[])
     try:
-        r = subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A",
-                            "trust", "--no-sync", "-E", "UTF8"],
-                           capture_output=True, text=True, timeout=120, **as_pg)
+        r = subprocess.run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            **as_pg,
+        )
         if r.returncode != 0:
             raise RuntimeError(f"initdb failed ({r.returncode}): {r.stderr}")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    cmd = [str(bindir / "postgres"), "-D", str(data), "-c", "listen_addresses=127.0.0.1",
-           "-p", str(port), "-k", str(tmp), "-c", "fsync=off", "-c", "max_connections=200"]
+    cmd = [
+        str(bindir / "postgres"),
+        "-D",
+        str(data),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-p",
+        str(port),
+        "-k",
+        str(tmp),
+        "-c",
+        "fsync=off",
+        "-c",
+        "max_connections=200",
+    ]
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     # SIGINT = fast shutdown, SIGQUIT = immediate shutdown.
-    return _start("postgres", "LORAPLEX_TEST_PG_URL", url, cmd, tmp, lambda: _pg_ready(data),
-                  t0, (signal.SIGINT, signal.SIGQUIT), **as_pg)
+    return _start(
+        "postgres",
+        "LORAPLEX_TEST_PG_URL",
+        url,
+        cmd,
+        tmp,
+        lambda: _pg_ready(data),
+        t0,
+        (signal.SIGINT, signal.SIGQUIT),
+        **as_pg,
+    )
 
 
 def _redis_pong(port: int) -> bool:
@@ -197,10 +254,30 @@ def start_redis(port: int | None = None) -> Service:
     if binary is None:
         raise RuntimeError("redis-server not found (run `make system-deps`)")
     tmp = _mkdtemp("redis")
-    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-           "no", "--daemonize", "no", "--dir", str(tmp)]
-    return _start("redis", "LORAPLEX_TEST_REDIS_URL", f"redis://127.0.0.1:{port}/0", cmd, tmp,
-                  lambda: _redis_pong(port), t0)
+    cmd = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--dir",
+        str(tmp),
+    ]
+    return _start(
+        "redis",
+        "LORAPLEX_TEST_REDIS_URL",
+        f"redis://127.0.0.1:{port}/0",
+        cmd,
+        tmp,
+        lambda: _redis_pong(port),
+        t0,
+    )
 
 
 def _http_up(url: str) -> bool:
@@ -220,8 +297,9 @@ def start_s3(port: int | None = None) -> Service:
     tmp = _mkdtemp("s3")
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    return _start("s3", "LORAPLEX_TEST_S3_ENDPOINT", url, cmd, tmp,
-                  lambda: _http_up(f"{url}/moto-api/"), t0)
+    return _start(
+        "s3", "LORAPLEX_TEST_S3_ENDPOINT", url, cmd, tmp, lambda: _http_up(f"{url}/moto-api/"), t0
+    )
 
 
 def service_env(services: list[Service]) -> dict[str, str]:
@@ -238,8 +316,14 @@ def running_services() -> Iterator[list[Service]]:
         for start in (start_postgres, start_redis, start_s3):
             svc = start()
             started.append(svc)
-            log("up", name=svc.name, url=svc.url, env=svc.env_var, pid=svc.pid,
-                start_s=f"{svc.start_s:.3f}")
+            log(
+                "up",
+                name=svc.name,
+                url=svc.url,
+                env=svc.env_var,
+                pid=svc.pid,
+                start_s=f"{svc.start_s:.3f}",
+            )
         yield started
     finally:
         for svc in reversed(started):
@@ -267,8 +351,11 @@ def _raise_signalled(signum: int, _frame: FrameType | None) -> None:
 def _stop_child(proc: subprocess.Popen[bytes], signum: int) -> None:
     """pytest shares our process group, so a terminal Ctrl-C already reached it: give it a
     moment to finish on its own, then forward the signal, then escalate."""
-    for sig, grace in ((None, 2.0 if signum == signal.SIGINT else 0.0), (signum, 15.0),
-                       (signal.SIGKILL, 5.0)):
+    for sig, grace in (
+        (None, 2.0 if signum == signal.SIGINT else 0.0),
+        (signum, 15.0),
+        (signal.SIGKILL, 5.0),
+    ):
         if sig is not None:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(sig)

@@ -34,7 +34,7 @@ class AuditRepository:
         after_seq: int,
         limit: int,
     ) -> Sequence[AuditEvent]:
-        stmt: Select[tuple[AuditEvent]] = select(AuditEvent).where(AuditEvent.seq > after_seq)
+        stmt: Select[AuditEvent] = select(AuditEvent).where(AuditEvent.seq > after_seq)
         if tenant_id is not None:
             stmt = stmt.where(AuditEvent.tenant_id == tenant_id)
         if action is not None:

@@ -18,7 +18,7 @@ class SigningKeys:
     public: KeySet  # verifies and is published at /.well-known/jwks.json
 
     def jwks(self) -> dict[str, Any]:
-        return self.public.as_dict(private=False)
+        return dict(self.public.as_dict(private=False))
 
 
 def _write_new_key(path: Path) -> None:

@@ -15,9 +15,7 @@ serve_app = typer.Typer(no_args_is_help=True, help="Run services")
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(serve_app, name="serve")
-app.command("demo", help="Run the embedded platform and walk through the main flow")(
-    demo_cmd.run
-)
+app.command("demo", help="Run the embedded platform and walk through the main flow")(demo_cmd.run)
 
 
 @db_app.command("upgrade")

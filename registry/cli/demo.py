@@ -125,33 +125,55 @@ def _walkthrough(base: str, ops: dict[str, str], auditor: dict[str, str]) -> Non
     _step("2. Ops create two tenants and an API client for each")
     secrets: dict[str, dict[str, str]] = {}
     for slug, name in (("acme", "Acme Corp"), ("globex", "Globex Inc")):
-        _show(httpx.post(f"{base}/v1/tenants", json={"slug": slug, "display_name": name},
-                         headers=ops_h))
-        secrets[slug] = _show(httpx.post(f"{base}/v1/tenants/{slug}/clients",
-                                         json={"name": f"{slug}-app"}, headers=ops_h))
+        _show(
+            httpx.post(
+                f"{base}/v1/tenants", json={"slug": slug, "display_name": name}, headers=ops_h
+            )
+        )
+        secrets[slug] = _show(
+            httpx.post(
+                f"{base}/v1/tenants/{slug}/clients", json={"name": f"{slug}-app"}, headers=ops_h
+            )
+        )
 
     _step("3. Tenant acme gets an OAuth2 token (client credentials) and uploads training data")
     acme = secrets["acme"]
     acme_h = {"Authorization": f"Bearer {_token(base, acme['client_id'], acme['client_secret'])}"}
     good = _sample_rows("Acme", 200)
-    ds = _show(httpx.post(f"{base}/v1/tenants/acme/datasets", data={"name": "support"},
-                          files={"file": ("support.jsonl", good)}, headers=acme_h, timeout=60))
+    ds = _show(
+        httpx.post(
+            f"{base}/v1/tenants/acme/datasets",
+            data={"name": "support"},
+            files={"file": ("support.jsonl", good)},
+            headers=acme_h,
+            timeout=60,
+        )
+    )
 
     _step("4. A broken file is refused with a report a person can act on; nothing is stored")
-    bad = good.splitlines()[0] + b"\n{\"messages\": [{\"role\": \"tool\", \"content\": \"x\"}]}\n"
+    bad = good.splitlines()[0] + b'\n{"messages": [{"role": "tool", "content": "x"}]}\n'
     bad += b"not json\n"
-    _show(httpx.post(f"{base}/v1/tenants/acme/datasets", data={"name": "support"},
-                     files={"file": ("bad.jsonl", bad)}, headers=acme_h, timeout=60))
+    _show(
+        httpx.post(
+            f"{base}/v1/tenants/acme/datasets",
+            data={"name": "support"},
+            files={"file": ("bad.jsonl", bad)},
+            headers=acme_h,
+            timeout=60,
+        )
+    )
 
     _step("5. Tenant globex cannot see acme's data (404, not 403)")
     globex = secrets["globex"]
-    globex_h = {"Authorization": "Bearer "
-                + _token(base, globex["client_id"], globex["client_secret"])}
+    globex_h = {
+        "Authorization": "Bearer " + _token(base, globex["client_id"], globex["client_secret"])
+    }
     _show(httpx.get(f"{base}/v1/tenants/acme/datasets/{ds['id']}", headers=globex_h))
 
     _step("6. The auditor reads the tamper-evident audit log and verifies the chain")
-    aud_h = {"Authorization": "Bearer "
-             + _token(base, auditor["client_id"], auditor["client_secret"])}
+    aud_h = {
+        "Authorization": "Bearer " + _token(base, auditor["client_id"], auditor["client_secret"])
+    }
     events = httpx.get(f"{base}/v1/audit/events", headers=aud_h).json()["items"]
     table = Table("seq", "actor", "action", "target", "hash")
     for e in events:

@@ -87,12 +87,13 @@ def download_dataset(
     ctx: DatasetsRead, dataset_id: uuid.UUID, session: SessionDep, request: Request
 ) -> StreamingResponse:
     dataset = datasets.get(session, tenant=ctx.tenant, dataset_id=dataset_id)
+    filename = f"{dataset.name}-v{dataset.version}.jsonl"
     return StreamingResponse(
         datasets.open_content(request.app.state.store, dataset),
         media_type="application/x-ndjson",
         headers={
             "Content-Length": str(dataset.bytes),
-            "Content-Disposition": f'attachment; filename="{dataset.name}-v{dataset.version}.jsonl"',
+            "Content-Disposition": f'attachment; filename="{filename}"',
             "X-Content-SHA256": dataset.sha256,
             "ETag": f'"{dataset.sha256}"',
         },

@@ -15,7 +15,7 @@ class DatasetRepository:
     def __init__(self, session: Session, tenant_id: uuid.UUID) -> None:
         self.session, self.tenant_id = session, tenant_id
 
-    def _base(self) -> Select[tuple[Dataset]]:
+    def _base(self) -> Select[Dataset]:
         return select(Dataset).where(Dataset.tenant_id == self.tenant_id)
 
     def get(self, dataset_id: uuid.UUID) -> Dataset | None:

@@ -75,7 +75,13 @@ class DatasetService:
             raise
 
     def _register(
-        self, session: Session, *, actor: Principal, tenant: Tenant, name: str, ingest: DatasetIngest
+        self,
+        session: Session,
+        *,
+        actor: Principal,
+        tenant: Tenant,
+        name: str,
+        ingest: DatasetIngest,
     ) -> UploadOutcome:
         TenantRepository(session).lock(tenant)  # serializes quota and version numbers per tenant
         repo = DatasetRepository(session, tenant.id)
@@ -93,8 +99,15 @@ class DatasetService:
                 )
         stored = ingest.commit()
         try:
-            return self._insert(session, actor=actor, tenant=tenant, name=name, ingest=ingest,
-                                stored=stored, version=(latest.version + 1) if latest else 1)
+            return self._insert(
+                session,
+                actor=actor,
+                tenant=tenant,
+                name=name,
+                ingest=ingest,
+                stored=stored,
+                version=(latest.version + 1) if latest else 1,
+            )
         except BaseException:
             if not known:  # the object is ours alone: take it back
                 ingest.store.delete(stored.key)

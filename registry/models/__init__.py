@@ -6,4 +6,12 @@ from registry.models.dataset import Dataset
 from registry.models.oauth_client import OAuthClient
 from registry.models.tenant import Tenant
 
-__all__ = ["GENESIS_HASH", "AuditChainHead", "AuditEvent", "Base", "Dataset", "OAuthClient", "Tenant"]
+__all__ = [
+    "GENESIS_HASH",
+    "AuditChainHead",
+    "AuditEvent",
+    "Base",
+    "Dataset",
+    "OAuthClient",
+    "Tenant",
+]

@@ -8,7 +8,6 @@ from registry.auth import scopes as sc
 from registry.auth.principal import Principal
 from registry.auth.service import clients
 from registry.dependencies import SessionDep, TenantContext, require_scope, tenant_access
-from registry.tenants.repository import TenantRepository
 from registry.tenants.schemas import (
     ClientCreate,
     ClientCreated,

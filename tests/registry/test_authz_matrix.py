@@ -65,8 +65,13 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/tenants/{tenant}/clients", "ops_write", json=lambda: {}),
     Endpoint("GET", "/v1/tenants/{tenant}/clients", "tenant_read"),
     Endpoint("DELETE", "/v1/tenants/{tenant}/clients/{spare_client}", "ops_write"),
-    Endpoint("POST", "/v1/tenants/{tenant}/datasets", "tenant_write",
-             files={"file": ("d.jsonl", JSONL)}, data={"name": "fresh"}),
+    Endpoint(
+        "POST",
+        "/v1/tenants/{tenant}/datasets",
+        "tenant_write",
+        files={"file": ("d.jsonl", JSONL)},
+        data={"name": "fresh"},
+    ),
     Endpoint("GET", "/v1/tenants/{tenant}/datasets", "tenant_read"),
     Endpoint("GET", "/v1/tenants/{tenant}/datasets/{dataset}", "tenant_read"),
     Endpoint("GET", "/v1/tenants/{tenant}/datasets/{dataset}/content", "tenant_read"),
@@ -92,9 +97,16 @@ def _headers_for(world: World, caller: str) -> dict[str, str]:
     if caller == "none":
         return {}
     now = int(time.time())
-    claims = {"iss": "loraplex", "aud": "loraplex", "client_id": acme.client_id,
-              "sub": acme.client_id, "role": "tenant", "scope": "datasets:read tenants:read",
-              "iat": now - 7200, "exp": now - 3600}
+    claims = {
+        "iss": "loraplex",
+        "aud": "loraplex",
+        "client_id": acme.client_id,
+        "sub": acme.client_id,
+        "role": "tenant",
+        "scope": "datasets:read tenants:read",
+        "iat": now - 7200,
+        "exp": now - 3600,
+    }
     if caller == "expired":
         key = world.stack.app.state.signing_keys.private
         return {"Authorization": f"Bearer {_sign(world, claims, key)}"}
@@ -113,18 +125,25 @@ def _headers_for(world: World, caller: str) -> dict[str, str]:
 def test_authz(world: World, endpoint: Endpoint, caller: str) -> None:
     world.acme = acme = world.tenant("acme")  # type: ignore[attr-defined]
     world.globex = world.tenant("globex")  # type: ignore[attr-defined]
-    upload = world.http.post(f"/v1/tenants/{acme.slug}/datasets", data={"name": "base"},
-                             files={"file": ("d.jsonl", JSONL)}, headers=acme.headers)
+    upload = world.http.post(
+        f"/v1/tenants/{acme.slug}/datasets",
+        data={"name": "base"},
+        files={"file": ("d.jsonl", JSONL)},
+        headers=acme.headers,
+    )
     assert upload.status_code == 201, upload.text
-    spare = world.http.post(f"/v1/tenants/{acme.slug}/clients", json={},
-                            headers=world.ops.headers).json()["client_id"]
-    path = endpoint.path.format(tenant=acme.slug, dataset=upload.json()["id"],
-                                spare_client=spare)
+    spare = world.http.post(
+        f"/v1/tenants/{acme.slug}/clients", json={}, headers=world.ops.headers
+    ).json()["client_id"]
+    path = endpoint.path.format(tenant=acme.slug, dataset=upload.json()["id"], spare_client=spare)
     headers = _headers_for(world, caller)
     resp = world.http.request(
-        endpoint.method, path, headers=headers,
+        endpoint.method,
+        path,
+        headers=headers,
         json=endpoint.json() if endpoint.json else None,
-        files=endpoint.files or None, data=endpoint.data or None,
+        files=endpoint.files or None,
+        data=endpoint.data or None,
     )
     expected = ACCESS[endpoint.access][caller]
     if expected == "2xx":
@@ -137,8 +156,13 @@ def test_authz(world: World, endpoint: Endpoint, caller: str) -> None:
 
 def test_every_route_is_in_the_matrix(world: World) -> None:
     """A new endpoint cannot slip in without its authz row."""
-    covered = {(e.method, e.path.replace("{spare_client}", "{client_id}")
-                .replace("{dataset}", "{dataset_id}")) for e in ENDPOINTS}
+    covered = {
+        (
+            e.method,
+            e.path.replace("{spare_client}", "{client_id}").replace("{dataset}", "{dataset_id}"),
+        )
+        for e in ENDPOINTS
+    }
     # documentation, and the token endpoint (client credentials: tests/registry/auth)
     skip = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/oauth/token"}
     for route in world.stack.app.routes:

@@ -26,21 +26,34 @@ def _tamper(world: World, sql: str) -> None:
 @pytest.mark.smoke
 def test_every_mutation_is_chained_and_verifies(world: World) -> None:
     acme = world.tenant("acme")
-    world.http.post("/v1/tenants/acme/datasets", headers=acme.headers, data={"name": "d"},
-                    files={"file": ("d.jsonl", b'{"prompt": "a", "completion": "b"}\n')})
+    world.http.post(
+        "/v1/tenants/acme/datasets",
+        headers=acme.headers,
+        data={"name": "d"},
+        files={"file": ("d.jsonl", b'{"prompt": "a", "completion": "b"}\n')},
+    )
     events = world.http.get("/v1/audit/events", headers=world.auditor.headers).json()["items"]
     actions = [e["action"] for e in events]
     # two platform clients, then the tenant, its client, its dataset
-    assert actions == ["client.create", "client.create", "tenant.create", "client.create",
-                       "dataset.create"]
+    assert actions == [
+        "client.create",
+        "client.create",
+        "tenant.create",
+        "client.create",
+        "dataset.create",
+    ]
     assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
     assert all(b["prev_hash"] == a["hash"] for a, b in zip(events, events[1:], strict=False))
     dataset_event = events[-1]
     assert dataset_event["actor"] == acme.client_id and dataset_event["actor_role"] == "tenant"
     assert dataset_event["tenant_id"] == acme.tenant_id
     assert dataset_event["details"]["rows"] == 1
-    assert _verify(world) == {"ok": True, "events_checked": 5, "first_bad_seq": None,
-                              "reason": None}
+    assert _verify(world) == {
+        "ok": True,
+        "events_checked": 5,
+        "first_bad_seq": None,
+        "reason": None,
+    }
 
 
 @pytest.mark.smoke
@@ -83,8 +96,9 @@ def test_filters_and_pagination(world: World) -> None:
     assert [e["target_id"] for e in creates["items"]] == ["acme", "globex"]
     page1 = world.http.get("/v1/audit/events?limit=4", headers=h).json()
     assert len(page1["items"]) == 4 and page1["next_after_seq"] == 4
-    page2 = world.http.get(f"/v1/audit/events?limit=4&after_seq={page1['next_after_seq']}",
-                           headers=h).json()
+    page2 = world.http.get(
+        f"/v1/audit/events?limit=4&after_seq={page1['next_after_seq']}", headers=h
+    ).json()
     assert [e["seq"] for e in page2["items"]] == [5, 6] and page2["next_after_seq"] is None
     future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
     resp = world.http.get("/v1/audit/events", params={"since": future}, headers=h)

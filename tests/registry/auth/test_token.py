@@ -16,11 +16,19 @@ def _claims(token: str) -> dict:
 @pytest.mark.smoke
 def test_client_secret_basic_and_post_issue_signed_jwts(world: World) -> None:
     acme = world.tenant("acme")
-    basic = world.http.post("/oauth/token", data={"grant_type": "client_credentials"},
-                            auth=(acme.client_id, acme.secret))
-    post = world.http.post("/oauth/token", data={
-        "grant_type": "client_credentials", "client_id": acme.client_id,
-        "client_secret": acme.secret})
+    basic = world.http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(acme.client_id, acme.secret),
+    )
+    post = world.http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": acme.client_id,
+            "client_secret": acme.secret,
+        },
+    )
     for resp in (basic, post):
         assert resp.status_code == 200, resp.text
         body = resp.json()
@@ -45,22 +53,27 @@ def test_token_verifies_against_published_jwks(world: World) -> None:
 @pytest.mark.parametrize("auth", ["wrong-secret", "unknown-client", "missing"])
 def test_bad_client_credentials_are_refused(world: World, auth: str) -> None:
     acme = world.tenant("acme")
-    creds = {"wrong-secret": (acme.client_id, "nope"), "unknown-client": ("lpx_x", "y"),
-             "missing": None}[auth]
-    resp = world.http.post("/oauth/token", data={"grant_type": "client_credentials"},
-                           auth=creds)
+    creds = {
+        "wrong-secret": (acme.client_id, "nope"),
+        "unknown-client": ("lpx_x", "y"),
+        "missing": None,
+    }[auth]
+    resp = world.http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=creds)
     assert resp.status_code in (400, 401)
     assert resp.json()["error"] == "invalid_client"
 
 
 def test_unsupported_grant_and_unknown_scope(world: World) -> None:
     ops = world.ops
-    resp = world.http.post("/oauth/token", data={"grant_type": "password"},
-                           auth=(ops.client_id, ops.secret))
+    resp = world.http.post(
+        "/oauth/token", data={"grant_type": "password"}, auth=(ops.client_id, ops.secret)
+    )
     assert resp.status_code == 400 and resp.json()["error"] == "unsupported_grant_type"
-    resp = world.http.post("/oauth/token", data={"grant_type": "client_credentials",
-                                                 "scope": "root:all"},
-                           auth=(ops.client_id, ops.secret))
+    resp = world.http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "root:all"},
+        auth=(ops.client_id, ops.secret),
+    )
     assert resp.status_code == 400 and resp.json()["error"] == "invalid_scope"
 
 
@@ -68,8 +81,12 @@ def test_scope_narrows_what_a_token_may_do(world: World) -> None:
     acme = world.tenant("acme")
     read_only = world.bearer(acme.client_id, acme.secret, scope="datasets:read")
     assert world.http.get("/v1/tenants/acme/datasets", headers=read_only).status_code == 200
-    resp = world.http.post("/v1/tenants/acme/datasets", headers=read_only,
-                           data={"name": "x"}, files={"file": ("a.jsonl", b"{}\n")})
+    resp = world.http.post(
+        "/v1/tenants/acme/datasets",
+        headers=read_only,
+        data={"name": "x"},
+        files={"file": ("a.jsonl", b"{}\n")},
+    )
     assert resp.status_code == 403
     assert "datasets:write" in resp.json()["detail"]
     # a tenant cannot ask for more than its role allows: ops scopes are simply not granted
@@ -79,11 +96,13 @@ def test_scope_narrows_what_a_token_may_do(world: World) -> None:
 
 def test_tenant_client_scopes_can_be_restricted_at_creation(world: World) -> None:
     world.tenant("acme")
-    resp = world.http.post("/v1/tenants/acme/clients", json={"scopes": ["inference"]},
-                           headers=world.ops.headers)
+    resp = world.http.post(
+        "/v1/tenants/acme/clients", json={"scopes": ["inference"]}, headers=world.ops.headers
+    )
     assert resp.status_code == 201 and resp.json()["scopes"] == "inference"
-    resp = world.http.post("/v1/tenants/acme/clients", json={"scopes": ["tenants:write"]},
-                           headers=world.ops.headers)
+    resp = world.http.post(
+        "/v1/tenants/acme/clients", json={"scopes": ["tenants:write"]}, headers=world.ops.headers
+    )
     assert resp.status_code == 422 and "subset" in resp.json()["detail"]
 
 
@@ -93,8 +112,11 @@ def test_disabled_tenant_gets_no_token_and_its_tokens_stop(world: World) -> None
     world.http.post("/v1/tenants/acme/disable", headers=world.ops.headers)
     resp = world.http.get("/v1/tenants/acme", headers=acme.headers)
     assert resp.status_code == 401 and "disabled" in resp.json()["detail"]
-    resp = world.http.post("/oauth/token", data={"grant_type": "client_credentials"},
-                           auth=(acme.client_id, acme.secret))
+    resp = world.http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(acme.client_id, acme.secret),
+    )
     assert resp.status_code == 401
     world.http.post("/v1/tenants/acme/enable", headers=world.ops.headers)
     assert world.http.get("/v1/tenants/acme", headers=acme.headers).status_code == 200
@@ -102,8 +124,9 @@ def test_disabled_tenant_gets_no_token_and_its_tokens_stop(world: World) -> None
 
 def test_revoked_client_tokens_stop_working(world: World) -> None:
     acme = world.tenant("acme")
-    resp = world.http.delete(f"/v1/tenants/acme/clients/{acme.client_id}",
-                             headers=world.ops.headers)
+    resp = world.http.delete(
+        f"/v1/tenants/acme/clients/{acme.client_id}", headers=world.ops.headers
+    )
     assert resp.status_code == 200 and resp.json()["revoked_at"]
     resp = world.http.get("/v1/tenants/acme", headers=acme.headers)
     assert resp.status_code == 401 and "revoked" in resp.json()["detail"]

@@ -14,15 +14,24 @@ from tests.conftest import Caller, World
 
 
 def chat(i: int, answer: str = "Sure.") -> bytes:
-    row = {"messages": [{"role": "user", "content": f"question {i}"},
-                        {"role": "assistant", "content": answer}]}
+    row = {
+        "messages": [
+            {"role": "user", "content": f"question {i}"},
+            {"role": "assistant", "content": answer},
+        ]
+    }
     return json.dumps(row).encode() + b"\n"
 
 
-def upload(world: World, who: Caller, body: bytes, name: str = "support",
-           tenant: str | None = None):  # type: ignore[no-untyped-def]
-    return world.http.post(f"/v1/tenants/{tenant or who.slug}/datasets", headers=who.headers,
-                           data={"name": name}, files={"file": ("data.jsonl", body)})
+def upload(
+    world: World, who: Caller, body: bytes, name: str = "support", tenant: str | None = None
+):  # type: ignore[no-untyped-def]
+    return world.http.post(
+        f"/v1/tenants/{tenant or who.slug}/datasets",
+        headers=who.headers,
+        data={"name": name},
+        files={"file": ("data.jsonl", body)},
+    )
 
 
 def assert_nothing_stored(world: World) -> None:
@@ -78,16 +87,28 @@ def test_same_content_is_idempotent_new_content_is_a_new_version(world: World) -
     ("body", "line", "needle"),
     [
         (b'{"messages": [{"role": "user", "content": "hi"}]}\n', 1, "assistant"),
-        (b'{"messages": [{"role": "tool", "content": "x"}, '
-         b'{"role": "assistant", "content": "y"}]}\n', 1, "role 'tool'"),
-        (b'{"messages": [{"role": "user", "content": "  "}, '
-         b'{"role": "assistant", "content": "y"}]}\n', 1, "empty"),
+        (
+            b'{"messages": [{"role": "tool", "content": "x"}, '
+            b'{"role": "assistant", "content": "y"}]}\n',
+            1,
+            "role 'tool'",
+        ),
+        (
+            b'{"messages": [{"role": "user", "content": "  "}, '
+            b'{"role": "assistant", "content": "y"}]}\n',
+            1,
+            "empty",
+        ),
         (b'{"prompt": "a", "completion": "b"}\n{"prompt": 1, "completion": "b"}\n', 2, "prompt"),
         (b'{"prompt": "a", "completion": "b"}\n[1, 2]\n', 2, "object"),
         (b'{"prompt": "a", "completion": "b"}\n{"prompt": "a", \n', 2, "JSON"),
         (b'{"prompt": "caf\xe9", "completion": "b"}\n', 1, "UTF-8"),
-        (b'{"prompt": "a", "completion": "b"}\n{"messages": [{"role": "user", "content": "q"},'
-         b' {"role": "assistant", "content": "a"}]}\n', 2, "format"),
+        (
+            b'{"prompt": "a", "completion": "b"}\n{"messages": [{"role": "user", "content": "q"},'
+            b' {"role": "assistant", "content": "a"}]}\n',
+            2,
+            "format",
+        ),
         (b"", 0, "empty"),
         (b"\n\n  \n", 0, "no rows"),
     ],
@@ -163,13 +184,16 @@ def test_malformed_requests(world: World, kwargs: dict, needle: str) -> None:
 def test_other_tenants_dataset_is_404_everywhere(world: World) -> None:
     acme, globex = world.tenant("acme"), world.tenant("globex")
     ds = upload(world, acme, chat(1)).json()
-    for path in (f"/v1/tenants/globex/datasets/{ds['id']}",
-                 f"/v1/tenants/globex/datasets/{ds['id']}/content",
-                 f"/v1/tenants/acme/datasets/{ds['id']}"):
+    for path in (
+        f"/v1/tenants/globex/datasets/{ds['id']}",
+        f"/v1/tenants/globex/datasets/{ds['id']}/content",
+        f"/v1/tenants/acme/datasets/{ds['id']}",
+    ):
         resp = world.http.get(path, headers=globex.headers)
         assert resp.status_code == 404, path
-    assert world.http.get("/v1/tenants/globex/datasets", headers=globex.headers).json()[
-        "items"] == []
+    assert (
+        world.http.get("/v1/tenants/globex/datasets", headers=globex.headers).json()["items"] == []
+    )
     resp = world.http.get(f"/v1/tenants/acme/datasets/{uuid.uuid4()}", headers=acme.headers)
     assert resp.status_code == 404
     resp = world.http.get("/v1/tenants/acme/datasets/not-a-uuid", headers=acme.headers)

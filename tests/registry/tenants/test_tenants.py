@@ -8,8 +8,9 @@ from tests.conftest import World
 @pytest.mark.smoke
 def test_create_list_get_update_tenant(world: World) -> None:
     ops = world.ops.headers
-    resp = world.http.post("/v1/tenants", json={"slug": "acme", "display_name": "Acme"},
-                           headers=ops)
+    resp = world.http.post(
+        "/v1/tenants", json={"slug": "acme", "display_name": "Acme"}, headers=ops
+    )
     assert resp.status_code == 201
     body = resp.json()
     assert body["quota_dataset_bytes"] == 10 << 30 and body["quota_adapters"] == 50
@@ -23,16 +24,18 @@ def test_create_list_get_update_tenant(world: World) -> None:
 
 def test_duplicate_slug_is_a_conflict(world: World) -> None:
     world.tenant("acme")
-    resp = world.http.post("/v1/tenants", json={"slug": "acme", "display_name": "Again"},
-                           headers=world.ops.headers)
+    resp = world.http.post(
+        "/v1/tenants", json={"slug": "acme", "display_name": "Again"}, headers=world.ops.headers
+    )
     assert resp.status_code == 409
     assert resp.json() == {"error": "Conflict", "detail": "tenant 'acme' already exists"}
 
 
 @pytest.mark.parametrize("slug", ["A", "ab_", "-abc", "x" * 70, "a b", ""])
 def test_invalid_slug_is_422_with_a_message(world: World, slug: str) -> None:
-    resp = world.http.post("/v1/tenants", json={"slug": slug, "display_name": "x"},
-                           headers=world.ops.headers)
+    resp = world.http.post(
+        "/v1/tenants", json={"slug": slug, "display_name": "x"}, headers=world.ops.headers
+    )
     assert resp.status_code == 422
     assert resp.json()["error"] == "Unprocessable" and "slug" in resp.json()["detail"]
 
@@ -52,8 +55,12 @@ def test_unknown_tenant_is_404(world: World) -> None:
 def test_disabled_tenant_refuses_writes_even_from_ops(world: World) -> None:
     world.tenant("acme")
     world.http.post("/v1/tenants/acme/disable", headers=world.ops.headers)
-    resp = world.http.post("/v1/tenants/acme/datasets", headers=world.ops.headers,
-                           data={"name": "x"}, files={"file": ("a.jsonl", b"{}\n")})
+    resp = world.http.post(
+        "/v1/tenants/acme/datasets",
+        headers=world.ops.headers,
+        data={"name": "x"},
+        files={"file": ("a.jsonl", b"{}\n")},
+    )
     assert resp.status_code == 409 and "disabled" in resp.json()["detail"]
     # ...but ops can still read it
     assert world.http.get("/v1/tenants/acme", headers=world.ops.headers).json()["disabled"]
@@ -61,8 +68,9 @@ def test_disabled_tenant_refuses_writes_even_from_ops(world: World) -> None:
 
 def test_client_secret_is_shown_once(world: World) -> None:
     world.tenant("acme")
-    created = world.http.post("/v1/tenants/acme/clients", json={"name": "ci"},
-                              headers=world.ops.headers).json()
+    created = world.http.post(
+        "/v1/tenants/acme/clients", json={"name": "ci"}, headers=world.ops.headers
+    ).json()
     assert created["client_secret"]
     listed = world.http.get("/v1/tenants/acme/clients", headers=world.ops.headers).json()
     assert all("client_secret" not in c for c in listed)
