@@ -9,14 +9,18 @@ from urllib.request import url2pathname
 
 from fastapi import FastAPI
 
+from registry.adapters.endpoints import router as adapters_router
+from registry.aliases.endpoints import router as aliases_router
 from registry.audit.endpoints import router as audit_router
 from registry.auth.endpoints import router as auth_router
 from registry.auth.keys import load_signing_keys
 from registry.auth.server import TokenServer
 from registry.auth.tokens import TokenVerifier
+from registry.base_models.endpoints import router as base_models_router
 from registry.datasets.endpoints import router as datasets_router
 from registry.db import make_engine, make_sessionmaker
 from registry.errors import install_error_handlers
+from registry.evals.endpoints import router as evals_router
 from registry.health.endpoints import router as health_router
 from registry.logging import RequestLogMiddleware
 from registry.settings import Settings, get_settings
@@ -68,6 +72,16 @@ def create_app(settings: Settings | None = None, *, engine_kwargs: dict | None =
 
     install_error_handlers(app)
     app.add_middleware(RequestLogMiddleware)
-    for router in (health_router, auth_router, tenants_router, datasets_router, audit_router):
+    for router in (
+        health_router,
+        auth_router,
+        tenants_router,
+        datasets_router,
+        base_models_router,
+        adapters_router,
+        aliases_router,
+        evals_router,
+        audit_router,
+    ):
         app.include_router(router)
     return app

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 5 * GiB
     max_line_bytes: int = 1 * MiB
 
+    max_lora_rank: int = Field(default=64, ge=1, description="highest LoRA rank accepted")
+
     log_level: str = "INFO"
     log_json: bool = True
 

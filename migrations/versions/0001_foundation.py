@@ -53,7 +53,9 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("revoked_at", UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["tenant_id"], ["tenants.id"], name="fk_oauth_clients_tenant_id_tenants",
+            ["tenant_id"],
+            ["tenants.id"],
+            name="fk_oauth_clients_tenant_id_tenants",
             ondelete="RESTRICT",
         ),
         sa.UniqueConstraint("client_id", name="uq_oauth_clients_client_id"),

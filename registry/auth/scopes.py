@@ -20,6 +20,8 @@ ADAPTERS_WRITE = "adapters:write"
 TRAINING_WRITE = "training:write"
 INFERENCE = "inference"
 AUDIT_READ = "audit:read"
+BASE_MODELS_READ = "base_models:read"
+BASE_MODELS_WRITE = "base_models:write"
 
 ALL_SCOPES = frozenset(
     {
@@ -32,6 +34,8 @@ ALL_SCOPES = frozenset(
         TRAINING_WRITE,
         INFERENCE,
         AUDIT_READ,
+        BASE_MODELS_READ,
+        BASE_MODELS_WRITE,
     }
 )
 READ_SCOPES = frozenset(s for s in ALL_SCOPES if s.endswith(":read"))
@@ -40,6 +44,7 @@ ROLE_SCOPES: dict[Role, frozenset[str]] = {
     Role.TENANT: frozenset(
         {
             TENANTS_READ,
+            BASE_MODELS_READ,
             DATASETS_READ,
             DATASETS_WRITE,
             ADAPTERS_READ,

@@ -1,17 +1,34 @@
 """All tables, imported here so Alembic and the app see one metadata."""
 
 from registry.db import Base
+from registry.models.adapter import (
+    Adapter,
+    AdapterVersion,
+    AdapterVersionDataset,
+    Alias,
+    AliasEvent,
+)
 from registry.models.audit_event import GENESIS_HASH, AuditChainHead, AuditEvent
+from registry.models.base_model import BaseModel
 from registry.models.dataset import Dataset
+from registry.models.evaluation import DriftMetric, Eval
 from registry.models.oauth_client import OAuthClient
 from registry.models.tenant import Tenant
 
 __all__ = [
     "GENESIS_HASH",
+    "Adapter",
+    "AdapterVersion",
+    "AdapterVersionDataset",
+    "Alias",
+    "AliasEvent",
     "AuditChainHead",
     "AuditEvent",
     "Base",
+    "BaseModel",
     "Dataset",
+    "DriftMetric",
+    "Eval",
     "OAuthClient",
     "Tenant",
 ]

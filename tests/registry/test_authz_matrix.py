@@ -1,13 +1,16 @@
 """Every endpoint x every kind of caller, with the expected status.
 
-A new endpoint joins by one line in ENDPOINTS, naming its access class. The path may use
-{tenant} (acme's slug; "other" is globex calling it) and {dataset} (one of acme's datasets).
+A new endpoint joins by one line in ENDPOINTS, naming its access class. Paths use the route's
+own parameter names, filled from the world built for each case: {tenant} is acme (the "other"
+caller is globex), {dataset_id} one of its datasets, {name} its adapter `support` with ready
+version 1 and alias `production`, {base} the base model `tiny`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +19,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from tests.conftest import World
+from tests.lora_files import make_adapter, make_base_model
 
 CALLERS = ["own", "other", "ops", "auditor", "none", "expired", "foreign_key", "disabled"]
 
@@ -30,6 +34,7 @@ ACCESS: dict[str, dict[str, int | str]] = {
     "ops_write": {"own": 403, "other": 403, "ops": "2xx", "auditor": 403, **_UNAUTH},
     "platform_read": {"own": "2xx", "other": "2xx", "ops": "2xx", "auditor": "2xx", **_UNAUTH},
     "audit": {"own": 403, "other": 403, "ops": "2xx", "auditor": "2xx", **_UNAUTH},
+    "base_model_write": {"own": 403, "other": 403, "ops": "2xx", "auditor": 403, **_UNAUTH},
 }
 
 JSONL = b'{"prompt": "2+2?", "completion": "4"}\n'
@@ -40,41 +45,101 @@ class Endpoint:
     method: str
     path: str
     access: str
-    json: Callable[[], Any] | None = None
-    files: dict[str, Any] = field(default_factory=dict)
+    json: Callable[[dict[str, str]], Any] | None = None
+    files: Callable[[], dict[str, Any]] | None = None
     data: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
 
 
-def _fresh_tenant() -> dict[str, str]:
-    return {"slug": f"t{time.monotonic_ns()}", "display_name": "New"}
+def _fresh(prefix: str) -> str:
+    return f"{prefix}{time.monotonic_ns()}"
+
+
+def _adapter_files() -> dict[str, Any]:
+    config, weights = make_adapter("tiny")
+    return {
+        "adapter_config.json": ("c.json", config),
+        "adapter_model.safetensors": ("w.safetensors", weights),
+    }
+
+
+AD = "/v1/tenants/{tenant}/adapters/{name}"
+VER = AD + "/versions/{version}"
+_DRIFT = {
+    "metric": "psi",
+    "value": 0.1,
+    "sample_size": 1,
+    "window_start": "2026-01-01T00:00:00Z",
+    "window_end": "2026-01-02T00:00:00Z",
+}
 
 
 ENDPOINTS = [
     Endpoint("GET", "/healthz", "public"),
     Endpoint("GET", "/readyz", "public"),
     Endpoint("GET", "/.well-known/jwks.json", "public"),
-    Endpoint("POST", "/v1/tenants", "ops_write", json=_fresh_tenant),
+    Endpoint(
+        "POST",
+        "/v1/tenants",
+        "ops_write",
+        json=lambda c: {"slug": _fresh("t"), "display_name": "New"},
+    ),
     Endpoint("GET", "/v1/tenants", "platform_read"),
     Endpoint("GET", "/v1/tenants/{tenant}", "tenant_read"),
-    Endpoint("PATCH", "/v1/tenants/{tenant}", "ops_write", json=lambda: {"quota_adapters": 7}),
+    Endpoint("PATCH", "/v1/tenants/{tenant}", "ops_write", json=lambda c: {"quota_adapters": 7}),
     Endpoint("POST", "/v1/tenants/{tenant}/disable", "ops_write"),
     Endpoint("POST", "/v1/tenants/{tenant}/enable", "ops_write"),
-    Endpoint("POST", "/v1/tenants/{tenant}/clients", "ops_write", json=lambda: {}),
+    Endpoint("POST", "/v1/tenants/{tenant}/clients", "ops_write", json=lambda c: {}),
     Endpoint("GET", "/v1/tenants/{tenant}/clients", "tenant_read"),
-    Endpoint("DELETE", "/v1/tenants/{tenant}/clients/{spare_client}", "ops_write"),
+    Endpoint("DELETE", "/v1/tenants/{tenant}/clients/{client_id}", "ops_write"),
     Endpoint(
         "POST",
         "/v1/tenants/{tenant}/datasets",
         "tenant_write",
-        files={"file": ("d.jsonl", JSONL)},
+        files=lambda: {"file": ("d.jsonl", JSONL)},
         data={"name": "fresh"},
     ),
     Endpoint("GET", "/v1/tenants/{tenant}/datasets", "tenant_read"),
-    Endpoint("GET", "/v1/tenants/{tenant}/datasets/{dataset}", "tenant_read"),
-    Endpoint("GET", "/v1/tenants/{tenant}/datasets/{dataset}/content", "tenant_read"),
+    Endpoint("GET", "/v1/tenants/{tenant}/datasets/{dataset_id}", "tenant_read"),
+    Endpoint("GET", "/v1/tenants/{tenant}/datasets/{dataset_id}/content", "tenant_read"),
+    Endpoint(
+        "POST",
+        "/v1/base-models",
+        "base_model_write",
+        json=lambda c: {"name": _fresh("b"), "uri": c["base_dir"]},
+    ),
+    Endpoint("GET", "/v1/base-models", "platform_read"),
+    Endpoint("GET", "/v1/base-models/{base}", "platform_read"),
+    Endpoint(
+        "POST",
+        "/v1/tenants/{tenant}/adapters",
+        "tenant_write",
+        json=lambda c: {"name": _fresh("a"), "base_model": "tiny"},
+    ),
+    Endpoint("GET", "/v1/tenants/{tenant}/adapters", "tenant_read"),
+    Endpoint("GET", AD, "tenant_read"),
+    Endpoint("POST", AD + "/archive", "tenant_write"),
+    Endpoint("GET", AD + "/versions", "tenant_read"),
+    Endpoint("POST", AD + "/versions", "tenant_write", files=_adapter_files),
+    Endpoint("GET", VER, "tenant_read"),
+    Endpoint("GET", VER + "/files/{filename}", "tenant_read"),
+    Endpoint("GET", AD + "/aliases", "tenant_read"),
+    Endpoint("PUT", AD + "/aliases/{alias}", "tenant_write", json=lambda c: {"version": 1}),
+    Endpoint("DELETE", AD + "/aliases/{alias}", "tenant_write"),
+    Endpoint("GET", AD + "/aliases/{alias}/history", "tenant_read"),
+    Endpoint("GET", AD + "/aliases/{alias}/at?time=2100-01-01T00:00:00Z", "tenant_read"),
+    Endpoint(
+        "POST",
+        VER + "/evals",
+        "tenant_write",
+        json=lambda c: {"suite": "s", "metrics": {"loss": 1.0}},
+    ),
+    Endpoint("GET", VER + "/evals", "tenant_read"),
+    Endpoint("GET", VER + "/compare?with=base", "tenant_read"),
+    Endpoint("POST", AD + "/drift-metrics", "tenant_write", json=lambda c: _DRIFT),
+    Endpoint("GET", AD + "/drift-metrics", "tenant_read"),
     Endpoint("GET", "/v1/audit/events", "audit"),
     Endpoint("GET", "/v1/audit/verify", "audit"),
 ]
@@ -120,29 +185,59 @@ def _headers_for(world: World, caller: str) -> dict[str, str]:
     raise AssertionError(caller)
 
 
-@pytest.mark.parametrize("caller", CALLERS)
-@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
-def test_authz(world: World, endpoint: Endpoint, caller: str) -> None:
+def _build(world: World, base_dir: Path) -> dict[str, str]:
+    """acme with a dataset, a spare client, adapter `support` v1 at `production`."""
     world.acme = acme = world.tenant("acme")  # type: ignore[attr-defined]
     world.globex = world.tenant("globex")  # type: ignore[attr-defined]
-    upload = world.http.post(
-        f"/v1/tenants/{acme.slug}/datasets",
-        data={"name": "base"},
-        files={"file": ("d.jsonl", JSONL)},
-        headers=acme.headers,
-    )
-    assert upload.status_code == 201, upload.text
-    spare = world.http.post(
-        f"/v1/tenants/{acme.slug}/clients", json={}, headers=world.ops.headers
-    ).json()["client_id"]
-    path = endpoint.path.format(tenant=acme.slug, dataset=upload.json()["id"], spare_client=spare)
+    ops, h = world.ops.headers, acme.headers
+    make_base_model(base_dir)
+    calls = [
+        world.http.post(
+            "/v1/base-models", json={"name": "tiny", "uri": str(base_dir)}, headers=ops
+        ),
+        world.http.post(
+            "/v1/tenants/acme/datasets",
+            data={"name": "base"},
+            files={"file": ("d.jsonl", JSONL)},
+            headers=h,
+        ),
+        world.http.post("/v1/tenants/acme/clients", json={}, headers=ops),
+        world.http.post(
+            "/v1/tenants/acme/adapters", headers=h, json={"name": "support", "base_model": "tiny"}
+        ),
+        world.http.post(
+            "/v1/tenants/acme/adapters/support/versions", files=_adapter_files(), headers=h
+        ),
+        world.http.put(
+            "/v1/tenants/acme/adapters/support/aliases/production", json={"version": 1}, headers=h
+        ),
+    ]
+    for resp in calls:
+        assert resp.status_code in (200, 201), resp.text
+    return {
+        "tenant": "acme",
+        "dataset_id": calls[1].json()["id"],
+        "client_id": calls[2].json()["client_id"],
+        "name": "support",
+        "version": "1",
+        "alias": "production",
+        "filename": "manifest.json",
+        "base": "tiny",
+        "base_dir": str(base_dir),
+    }
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
+def test_authz(world: World, endpoint: Endpoint, caller: str, tmp_path: Path) -> None:
+    context = _build(world, tmp_path / "base")
     headers = _headers_for(world, caller)
     resp = world.http.request(
         endpoint.method,
-        path,
+        endpoint.path.format(**context),
         headers=headers,
-        json=endpoint.json() if endpoint.json else None,
-        files=endpoint.files or None,
+        json=endpoint.json(context) if endpoint.json else None,
+        files=endpoint.files() if endpoint.files else None,
         data=endpoint.data or None,
     )
     expected = ACCESS[endpoint.access][caller]
@@ -156,13 +251,7 @@ def test_authz(world: World, endpoint: Endpoint, caller: str) -> None:
 
 def test_every_route_is_in_the_matrix(world: World) -> None:
     """A new endpoint cannot slip in without its authz row."""
-    covered = {
-        (
-            e.method,
-            e.path.replace("{spare_client}", "{client_id}").replace("{dataset}", "{dataset_id}"),
-        )
-        for e in ENDPOINTS
-    }
+    covered = {(e.method, e.path.split("?")[0].replace("{base}", "{name}")) for e in ENDPOINTS}
     # documentation, and the token endpoint (client credentials: tests/registry/auth)
     skip = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/oauth/token"}
     for route in world.stack.app.routes:

@@ -1,134 +1,33 @@
-"""One set of behaviours, checked against both object store implementations.
-
-The S3 variant talks to a real S3 HTTP server (moto in CI) at $LORAPLEX_TEST_S3_ENDPOINT, e.g.
-    python -m moto.server -H 127.0.0.1 -p 5999 &
-    export LORAPLEX_TEST_S3_ENDPOINT=http://127.0.0.1:5999
-Without it the S3 tests fail (they do not skip). Each test gets its own bucket.
+"""One set of behaviours, checked against both object store implementations (the `store`
+fixture in conftest.py), plus key validation and `open_store` URL parsing.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
-import random
-import socket
-import time
 import tracemalloc
-import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
-from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ClientError
 
 from registry.storage import (
-    LocalObjectStore,
     ObjectNotFound,
     ObjectStore,
     S3ObjectStore,
-    StorageError,
-    StorageUnavailable,
-    StoredObject,
     open_store,
     validate_key,
 )
-
-S3_ENDPOINT_ENV = "LORAPLEX_TEST_S3_ENDPOINT"
-PART_SIZE = 5 << 20  # S3's minimum part size
-MULTIPART = 2 * PART_SIZE + 12345  # three parts, the last one short
-
-
-def s3_endpoint() -> str:
-    endpoint = os.environ.get(S3_ENDPOINT_ENV)
-    if not endpoint:
-        pytest.fail(
-            f"{S3_ENDPOINT_ENV} is not set. The S3 tests need an S3 server, e.g. "
-            f"`python -m moto.server -H 127.0.0.1 -p 5999 &` and "
-            f"`export {S3_ENDPOINT_ENV}=http://127.0.0.1:5999`.",
-            pytrace=False,
-        )
-    return endpoint
-
-
-def open_s3(bucket: str, *, endpoint: str | None = None, **kwargs: Any) -> S3ObjectStore:
-    kwargs.setdefault("part_size", PART_SIZE)
-    kwargs.setdefault("timeout_s", 10.0)
-    store = open_store(
-        f"s3://{bucket}/store-prefix",
-        s3_endpoint_url=endpoint or s3_endpoint(),
-        s3_region="us-east-1",
-        s3_access_key_id="testing",
-        s3_secret_access_key="testing",
-        **kwargs,
-    )
-    return cast(S3ObjectStore, store)
-
-
-def drop_bucket(store: S3ObjectStore) -> None:
-    client, bucket = store.client, store.bucket
-    for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
-        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for obj in page.get("Contents", []):
-            client.delete_object(Bucket=bucket, Key=obj["Key"])
-    client.delete_bucket(Bucket=bucket)
-
-
-@pytest.fixture
-def s3_store() -> Iterator[S3ObjectStore]:
-    store = open_s3(f"loraplex-test-{uuid.uuid4().hex[:16]}", create_bucket=True)
-    yield store
-    drop_bucket(store)
-
-
-@pytest.fixture
-def local_store(tmp_path: Path) -> LocalObjectStore:
-    return cast(LocalObjectStore, open_store(f"file://{tmp_path}/store", create_bucket=True))
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest) -> ObjectStore:
-    return cast(ObjectStore, request.getfixturevalue(f"{request.param}_store"))
-
-
-def blob(size: int, seed: int = 0) -> bytes:
-    """Deterministic data without repeats, so misplaced parts would show."""
-    return random.Random(seed).randbytes(size)
-
-
-def write_in_chunks(
-    store: ObjectStore, data: bytes, key: str | Callable[[str], str], chunk: int = 1 << 20
-) -> StoredObject:
-    with store.writer() as w:
-        for i in range(0, len(data), chunk):
-            w.write(data[i : i + chunk])
-        assert w.size == len(data)
-        assert w.sha256 == hashlib.sha256(data).hexdigest()
-        return w.commit(key)
-
-
-def all_keys(store: ObjectStore) -> list[str]:
-    return sorted(store.list_keys())
-
-
-def pending_uploads(store: ObjectStore) -> list[Any]:
-    if not isinstance(store, S3ObjectStore):
-        return []
-    uploads: list[Any] = store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
-    return uploads
-
-
-def count_calls(store: ObjectStore, operation: str) -> list[str]:
-    """Record each call of an S3 operation (nothing for the local store)."""
-    calls: list[str] = []
-    if isinstance(store, S3ObjectStore):
-        store.client.meta.events.register(
-            f"before-call.s3.{operation}", lambda **_: calls.append(operation)
-        )
-    return calls
+from tests.registry.storage.conftest import (
+    MULTIPART,
+    PART_SIZE,
+    all_keys,
+    blob,
+    count_calls,
+    pending_uploads,
+    write_in_chunks,
+)
 
 
 def test_put_get_small(store: ObjectStore) -> None:
@@ -351,96 +250,6 @@ def test_memory_stays_flat(store: ObjectStore, chunk_size: int) -> None:
 
 def test_ping_ok(store: ObjectStore) -> None:
     store.ping()
-
-
-def test_ping_s3_unreachable() -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    store = open_s3("some-bucket", endpoint=f"http://127.0.0.1:{port}", timeout_s=2.0)
-    start = time.monotonic()
-    with pytest.raises(StorageUnavailable, match="unavailable"):
-        store.ping()
-    assert time.monotonic() - start < 5
-    with pytest.raises(StorageUnavailable):
-        store.get_bytes("k")
-
-
-def test_ping_s3_missing_bucket() -> None:
-    store = open_s3("loraplex-test-no-such-bucket")
-    with pytest.raises(StorageUnavailable, match="does not exist"):
-        store.ping()
-
-
-def test_ping_local_missing_root(tmp_path: Path) -> None:
-    store = open_store(f"file://{tmp_path}/missing")
-    with pytest.raises(StorageUnavailable, match="does not exist"):
-        store.ping()
-    with pytest.raises(StorageUnavailable):
-        store.writer()
-
-
-def test_s3_commit_failure_cleans_up(s3_store: S3ObjectStore) -> None:
-    store = s3_store
-
-    def fail(**_: Any) -> None:
-        raise ClientError({"Error": {"Code": "InternalError"}}, "CompleteMultipartUpload")
-
-    store.client.meta.events.register("before-call.s3.CompleteMultipartUpload", fail)
-    with pytest.raises(StorageError, match="InternalError"), store.writer() as w:
-        w.write(blob(MULTIPART))
-        w.commit("k")
-    assert all_keys(store) == []
-    assert pending_uploads(store) == []
-
-
-def test_s3_object_carries_its_sha256(s3_store: S3ObjectStore) -> None:
-    """Committed objects carry S3's own full-object SHA-256, equal to ours (below 1 GiB)."""
-    for size in [100, MULTIPART]:
-        stored = write_in_chunks(s3_store, blob(size), lambda h: f"cas/{h}")
-        head = s3_store.client.head_object(
-            Bucket=s3_store.bucket, Key=s3_store.prefix + stored.key, ChecksumMode="ENABLED"
-        )
-        assert base64.b64decode(head["ChecksumSHA256"]).hex() == stored.sha256
-
-
-def test_s3_multipart_server_side_copy(s3_store: S3ObjectStore) -> None:
-    """Objects over the copy threshold (1 GiB by default) are copied part by part."""
-    s3_store.copy_config = TransferConfig(
-        multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE
-    )
-    copies = count_calls(s3_store, "UploadPartCopy")
-    data = blob(MULTIPART, seed=3)
-    stored = write_in_chunks(s3_store, data, lambda h: f"cas/{h}")
-    assert len(copies) == 3
-    assert s3_store.get_bytes(stored.key) == data  # botocore validates the object's checksum
-    assert all_keys(s3_store) == [stored.key]
-
-
-def test_local_root_escape_impossible(local_store: LocalObjectStore, tmp_path: Path) -> None:
-    store = local_store
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "secret").write_bytes(b"s")
-    os.symlink(outside, Path(store.root) / "link")
-    with pytest.raises(ValueError, match="outside"):
-        store.get_bytes("link/secret")
-    with pytest.raises(ValueError, match="outside"):
-        store.put_bytes("link/new", b"x")
-    with pytest.raises(ValueError, match="outside"):
-        write_in_chunks(store, b"x", "link/new2")
-    with pytest.raises(ValueError):
-        store.get_bytes("../outside/secret")
-    assert sorted(os.listdir(outside)) == ["secret"]
-    assert store.path("a/b") == os.path.join(os.path.realpath(tmp_path / "store"), "a", "b")
-
-
-def test_local_commit_failure_cleans_up(local_store: LocalObjectStore) -> None:
-    store = local_store
-    store.put_bytes("a", b"file, not a directory")
-    with pytest.raises(StorageError):
-        write_in_chunks(store, b"x", "a/b")
-    assert all_keys(store) == ["a"]
 
 
 @pytest.mark.parametrize(

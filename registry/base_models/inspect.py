@@ -1,0 +1,265 @@
+"""What the registry knows about a base model without loading it: file digests, layer shapes.
+
+Only a Hugging Face model folder in safetensors form is accepted: `config.json` plus top-level
+`*.safetensors` weights (sharded with `model.safetensors.index.json`, or not). Each file is
+streamed once: hashed, and its safetensors header parsed from the first bytes (memory stays
+flat). Layer shapes come from the headers, so an adapter can be checked against the weights
+actually served rather than against config arithmetic.
+
+Decisions:
+
+* Files in subfolders are ignored (as loaders do). With an index, the weight files are the
+  shards it names and other top-level `*.safetensors` files (e.g. a duplicate
+  `consolidated.safetensors`) are neither hashed nor read.
+* Only decoders with Llama-style names (`model.layers.<i>.<module>.weight`) are supported, and
+  every layer in `range(num_hidden_layers)` must have the same linear modules with the same
+  shapes as layer 0 (layers past that range, e.g. multi-token-prediction heads, are ignored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from registry.adapters.safetensors import HeaderReader, SafetensorsError, SafetensorsHeader
+from registry.storage.base import TMP_PREFIX, ObjectStore
+
+CONFIG = "config.json"
+INDEX = "model.safetensors.index.json"
+MAX_JSON_BYTES = 64 << 20
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+CONFIG_FIELDS = (
+    "hidden_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "vocab_size",
+    "head_dim",
+)
+_LAYER_WEIGHT = re.compile(r"model\.layers\.(\d+)\.(.+)\.weight")
+
+
+class BaseModelError(ValueError):
+    """The files are not a base model the registry can use; the message says why."""
+
+
+@dataclass(frozen=True)
+class BaseModelInfo:
+    digest: str  # sha256 over sorted "<name> <sha256>\n" lines of `files`
+    files: dict[str, str]  # relative name -> sha256 (config, index if any, weights)
+    total_bytes: int
+    architecture: str | None
+    model_type: str | None
+    num_layers: int
+    module_shapes: dict[str, list[int]]  # "self_attn.q_proj" -> [out_features, in_features]
+    config: dict[str, Any]
+
+
+class BaseModelSource(Protocol):
+    def list_files(self) -> list[str]:
+        """Relative names ("/"-separated) of every file in the model folder."""
+        ...
+
+    def iter_chunks(self, name: str) -> Iterator[bytes]: ...
+
+
+class _LocalSource:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def list_files(self) -> list[str]:
+        if not self.root.is_dir():
+            raise BaseModelError(f"{self.root} is not a folder")
+        return sorted(
+            p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()
+        )
+
+    def iter_chunks(self, name: str) -> Iterator[bytes]:
+        with open(self.root / name, "rb") as f:
+            while chunk := f.read(1 << 20):
+                yield chunk
+
+
+class _StoreSource:
+    def __init__(self, store: ObjectStore, prefix: str) -> None:
+        self.store = store
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    def list_files(self) -> list[str]:
+        keys = self.store.list_keys(self.prefix)
+        if not self.prefix:  # the store's own temporary area is not part of the model
+            keys = (k for k in keys if not k.startswith(TMP_PREFIX))
+        return sorted(k[len(self.prefix) :] for k in keys)
+
+    def iter_chunks(self, name: str) -> Iterator[bytes]:
+        return self.store.iter_chunks(self.prefix + name)
+
+
+def local_source(path: str | Path) -> BaseModelSource:
+    """A model folder on local disk (symlinked files, as in a Hugging Face cache, are followed)."""
+    return _LocalSource(Path(path))
+
+
+def store_source(store: ObjectStore, prefix: str) -> BaseModelSource:
+    """The files under `prefix` of an object store ("" for the whole store)."""
+    return _StoreSource(store, prefix)
+
+
+def inspect_base_model(source: BaseModelSource) -> BaseModelInfo:
+    top = {name for name in source.list_files() if "/" not in name}
+    if CONFIG not in top:
+        raise BaseModelError(
+            "config.json is missing: a base model is a Hugging Face model folder "
+            "(config.json + *.safetensors weights)"
+        )
+    files: dict[str, str] = {}
+    total = 0
+
+    def read_json(name: str) -> dict[str, Any]:
+        nonlocal total
+        data, files[name] = _read_small(source, name)
+        total += len(data)
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as e:
+            raise BaseModelError(f"{name} is not valid JSON: {e}") from None
+        if not isinstance(doc, dict):
+            raise BaseModelError(f"{name} must be a JSON object")
+        return doc
+
+    config = read_json(CONFIG)
+    num_layers = config.get("num_hidden_layers")
+    if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
+        raise BaseModelError(
+            f"config.json: num_hidden_layers must be a positive integer, not {num_layers!r}"
+        )
+    weight_map = _weight_map(read_json(INDEX)) if INDEX in top else None
+    weights = _weight_files(top, weight_map)
+
+    headers: dict[str, SafetensorsHeader] = {}
+    for name in weights:
+        reader = HeaderReader(name=name)
+        digest = hashlib.sha256()
+        try:
+            with _chunks(source, name) as chunks:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    reader.feed(chunk)
+            headers[name] = reader.finish()
+        except SafetensorsError as e:
+            raise BaseModelError(str(e)) from None
+        files[name] = digest.hexdigest()
+        total += reader.total_bytes
+    if weight_map is not None:
+        for tensor, shard in weight_map.items():
+            if tensor not in headers[shard].tensors:
+                raise BaseModelError(f"{INDEX} puts tensor {tensor!r} in {shard}, which lacks it")
+
+    architectures = config.get("architectures")
+    model_type = config.get("model_type")
+    lines = "".join(f"{name} {sha}\n" for name, sha in sorted(files.items()))
+    return BaseModelInfo(
+        digest=hashlib.sha256(lines.encode()).hexdigest(),
+        files=files,
+        total_bytes=total,
+        architecture=str(architectures[0])
+        if isinstance(architectures, list) and architectures
+        else None,
+        model_type=model_type if isinstance(model_type, str) else None,
+        num_layers=num_layers,
+        module_shapes=_module_shapes(headers, num_layers),
+        config={k: config[k] for k in CONFIG_FIELDS if k in config},
+    )
+
+
+@contextlib.contextmanager
+def _chunks(source: BaseModelSource, name: str) -> Iterator[Iterator[bytes]]:
+    """The file's chunks; the stream is closed even if reading stops early."""
+    chunks = source.iter_chunks(name)
+    try:
+        yield chunks
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def _read_small(source: BaseModelSource, name: str) -> tuple[bytes, str]:
+    buf = bytearray()
+    with _chunks(source, name) as chunks:
+        for chunk in chunks:
+            buf += chunk
+            if len(buf) > MAX_JSON_BYTES:
+                raise BaseModelError(f"{name} is larger than {MAX_JSON_BYTES >> 20} MiB")
+    return bytes(buf), hashlib.sha256(buf).hexdigest()
+
+
+def _weight_map(index: dict[str, Any]) -> dict[str, str]:
+    weight_map = index.get("weight_map")
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(v, str) and "/" not in v and v.endswith(".safetensors")
+        for v in weight_map.values()
+    ):
+        raise BaseModelError(
+            f"{INDEX}: weight_map must map tensor names to *.safetensors files in the folder"
+        )
+    return weight_map
+
+
+def _weight_files(top: set[str], weight_map: dict[str, str] | None) -> list[str]:
+    if weight_map is not None:
+        missing = sorted(set(weight_map.values()) - top)
+        if missing:
+            raise BaseModelError(f"{INDEX} names shard(s) that are missing: {', '.join(missing)}")
+        return sorted(set(weight_map.values()))
+    weights = sorted(n for n in top if n.endswith(".safetensors"))
+    if weights:
+        return weights
+    pickles = sorted(n for n in top if n.endswith(PICKLE_SUFFIXES))
+    if pickles:
+        raise BaseModelError(
+            f"the weights are pickle files ({', '.join(pickles)}), which can run code when "
+            "loaded and are not accepted: convert them to safetensors, e.g. load the model and "
+            "call save_pretrained(path, safe_serialization=True)"
+        )
+    raise BaseModelError("no *.safetensors weight files next to config.json")
+
+
+def _module_shapes(headers: dict[str, SafetensorsHeader], num_layers: int) -> dict[str, list[int]]:
+    layers: dict[int, dict[str, list[int]]] = {}
+    for header in headers.values():
+        for tensor in header.tensors.values():
+            m = _LAYER_WEIGHT.fullmatch(tensor.name)
+            if m and len(tensor.shape) == 2 and int(m[1]) < num_layers:
+                layers.setdefault(int(m[1]), {})[m[2]] = list(tensor.shape)
+    missing = [i for i in range(num_layers) if i not in layers]
+    if missing:
+        raise BaseModelError(
+            f"config.json says num_hidden_layers={num_layers} but the weights have no 2-D "
+            f"'model.layers.<i>.….weight' tensors for layer(s) {_brief(missing)}: only decoder "
+            "models with Llama-style weight names are supported"
+        )
+    first = layers[0]
+    for i in range(1, num_layers):
+        if layers[i] != first:
+            diff = sorted(
+                k for k in first.keys() | layers[i].keys() if first.get(k) != layers[i].get(k)
+            )
+            detail = ", ".join(f"{k} {first.get(k)} vs {layers[i].get(k)}" for k in diff[:3])
+            raise BaseModelError(
+                f"layer {i} differs from layer 0 ({detail}): models whose layers have "
+                "different linear modules or shapes are not supported"
+            )
+    return dict(sorted(first.items()))
+
+
+def _brief(items: list[int]) -> str:
+    shown = ", ".join(map(str, items[:5]))
+    return shown + (f" and {len(items) - 5} more" if len(items) > 5 else "")

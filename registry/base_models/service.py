@@ -1,0 +1,116 @@
+"""Base models: registered by ops, inspected once (digest, layer shapes) without loading them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlparse
+
+from sqlalchemy.orm import Session
+
+from registry.audit.service import audit
+from registry.auth.principal import Principal
+from registry.base_models.inspect import (
+    BaseModelInfo,
+    inspect_base_model,
+    local_source,
+    store_source,
+)
+from registry.base_models.repository import BaseModelRepository
+from registry.base_models.schemas import BaseModelCreate
+from registry.errors import Conflict, NotFound, Unprocessable
+from registry.models import BaseModel
+from registry.settings import Settings
+from registry.storage import StorageError, open_store
+
+
+def _inspect(uri: str, settings: Settings) -> BaseModelInfo:
+    try:
+        if uri.startswith("s3://"):
+            parsed = urlparse(uri)
+            store = open_store(
+                f"s3://{parsed.netloc}",
+                s3_endpoint_url=settings.s3_endpoint_url,
+                s3_region=settings.s3_region,
+                s3_access_key_id=settings.s3_access_key_id,
+                s3_secret_access_key=settings.s3_secret_access_key,
+            )
+            return inspect_base_model(store_source(store, parsed.path.strip("/")))
+        path = Path(uri.removeprefix("file://"))
+        if not path.is_absolute() or not path.is_dir():
+            raise Unprocessable(f"uri '{uri}' is not an absolute folder the registry can read")
+        return inspect_base_model(local_source(path))
+    except (ValueError, StorageError, OSError) as exc:
+        if isinstance(exc, Unprocessable):
+            raise
+        raise Unprocessable(f"cannot use base model at '{uri}': {exc}") from exc
+
+
+def base_model_info(model: BaseModel) -> BaseModelInfo:
+    """The inspection result as stored, for adapter checks."""
+    return BaseModelInfo(
+        digest=model.digest,
+        files=dict(model.files),
+        total_bytes=model.total_bytes,
+        architecture=model.architecture,
+        model_type=model.config.get("model_type"),
+        num_layers=model.num_layers,
+        module_shapes={k: list(v) for k, v in model.module_shapes.items()},
+        config=dict(model.config),
+    )
+
+
+def known_names(model: BaseModel) -> set[str]:
+    """Names an adapter_config.json may use for this base model."""
+    return {model.name, model.uri, os.path.basename(model.uri.rstrip("/"))}
+
+
+class BaseModelService:
+    def register(
+        self, session: Session, *, actor: Principal, data: BaseModelCreate, settings: Settings
+    ) -> BaseModel:
+        repo = BaseModelRepository(session)
+        if repo.get_by_name(data.name) is not None:
+            raise Conflict(f"base model '{data.name}' already exists")
+        info = _inspect(data.uri, settings)
+        if data.expected_digest and data.expected_digest != info.digest:
+            raise Unprocessable(
+                f"the files at '{data.uri}' have digest {info.digest}, not the expected "
+                f"{data.expected_digest}"
+            )
+        model = BaseModel(
+            name=data.name,
+            uri=data.uri,
+            digest=info.digest,
+            files=info.files,
+            total_bytes=info.total_bytes,
+            architecture=info.architecture,
+            num_layers=info.num_layers,
+            module_shapes=info.module_shapes,
+            config={**info.config, "model_type": info.model_type},
+            created_by=actor.subject,
+        )
+        repo.add(model)
+        session.flush()
+        audit.record(
+            session,
+            actor=actor,
+            action="base_model.create",
+            target_type="base_model",
+            target_id=model.name,
+            details={"uri": model.uri, "digest": model.digest},
+        )
+        return model
+
+    def list(self, session: Session) -> Sequence[BaseModel]:
+        return BaseModelRepository(session).list()
+
+    def get(self, session: Session, *, name: str) -> BaseModel:
+        model = BaseModelRepository(session).get_by_name(name)
+        if model is None:
+            raise NotFound(f"base model '{name}' not found")
+        return model
+
+
+base_models = BaseModelService()

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class EvalCreate(BaseModel):
+    suite: str = Field(min_length=1, max_length=100)
+    metrics: dict[str, float] = Field(min_length=1, description="metric name -> number")
+    subject: Literal["version", "base_model"] = Field(
+        default="version",
+        description="what was scored on this version's eval set: the version or the base model",
+    )
+    dataset_id: uuid.UUID | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metrics")
+    @classmethod
+    def _finite(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"metrics must be finite numbers: {bad}")
+        if any(not k or len(k) > 100 for k in value):
+            raise ValueError("metric names must be 1-100 characters")
+        return value
+
+
+class EvalOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    version: int
+    suite: str
+    subject: str
+    metrics: dict[str, float]
+    dataset_id: uuid.UUID | None
+    details: dict[str, Any]
+    created_by: str
+    created_at: dt.datetime
+
+
+class MetricDelta(BaseModel):
+    suite: str
+    metric: str
+    a: float | None
+    b: float | None
+    delta: float | None  # b - a
+
+
+class Comparison(BaseModel):
+    a: str  # "v3"
+    b: str  # "v5" or "base_model"
+    metrics: list[MetricDelta]
+
+
+class DriftCreate(BaseModel):
+    metric: str = Field(min_length=1, max_length=50)
+    value: float
+    window_start: dt.datetime
+    window_end: dt.datetime
+    sample_size: int = Field(ge=0)
+    version: int | None = Field(default=None, ge=1, description="the version that served")
+
+    @model_validator(mode="after")
+    def _window(self) -> DriftCreate:
+        if not math.isfinite(self.value):
+            raise ValueError("value must be a finite number")
+        for field in (self.window_start, self.window_end):
+            if field.tzinfo is None:
+                raise ValueError("window_start and window_end need a timezone (e.g. Z)")
+        if self.window_end <= self.window_start:
+            raise ValueError("window_end must be after window_start")
+        return self
+
+
+class DriftOut(BaseModel):
+    metric: str
+    value: float
+    window_start: dt.datetime
+    window_end: dt.datetime
+    sample_size: int
+    version: int | None
+    created_at: dt.datetime

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+
+from registry.auth import scopes as sc
+from registry.dependencies import SessionDep, TenantContext, tenant_access
+from registry.lineage.prov import to_prov
+from registry.lineage.schemas import LineageFormat, LineageGraph
+from registry.lineage.service import lineage
+
+router = APIRouter(prefix="/v1/tenants/{tenant}/adapters/{name}/versions", tags=["lineage"])
+
+AdaptersRead = Annotated[TenantContext, Depends(tenant_access(sc.ADAPTERS_READ))]
+
+PROV_EXAMPLE: dict[str, Any] = {
+    "description": "with ?format=prov: W3C PROV-JSON of the same graph",
+    "content": {"application/json": {"example": {"prefix": {"loraplex": "urn:loraplex:"},
+                                                 "entity": {}, "wasDerivedFrom": {}}}},
+}
+
+
+@router.get("/{version}/lineage", response_model=LineageGraph, responses={200: PROV_EXAMPLE})
+def version_lineage(
+    ctx: AdaptersRead, name: str, version: str, session: SessionDep,
+    fmt: Annotated[LineageFormat, Query(alias="format", description="graph or prov")] = "graph",
+) -> LineageGraph | JSONResponse:
+    """Datasets, base model, job, evals, alias moves and creators of a version and of each of
+    its ancestors (`version` is 7 or v7). Auditors may read any tenant's; a tenant its own."""
+    graph = lineage.graph(session, tenant=ctx.tenant, name=name, ref=version)
+    if fmt == "prov":
+        return JSONResponse(to_prov(graph))
+    return graph

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from registry.db import Base, utcnow
+
+
+class BaseModel(Base):
+    """A shared base model (platform-wide, registered by ops)."""
+
+    __tablename__ = "base_models"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    uri: Mapped[str] = mapped_column(String(1000))
+    digest: Mapped[str] = mapped_column(String(64))  # over config.json + weight files
+    files: Mapped[dict[str, str]] = mapped_column(JSON)  # relative name -> sha256
+    total_bytes: Mapped[int] = mapped_column(BigInteger)
+    architecture: Mapped[str | None] = mapped_column(String(100))
+    num_layers: Mapped[int]
+    module_shapes: Mapped[dict[str, list[int]]] = mapped_column(JSON)  # suffix -> [out, in]
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
