@@ -39,12 +39,12 @@ LINEAR = {
 }
 
 
-def make_base_model(folder: Path, hidden: int = HIDDEN) -> Path:
+def make_base_model(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     config = {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
-        "hidden_size": hidden,
+        "hidden_size": HIDDEN,
         "num_hidden_layers": LAYERS,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
@@ -52,11 +52,9 @@ def make_base_model(folder: Path, hidden: int = HIDDEN) -> Path:
         "vocab_size": 128,
     }
     (folder / "config.json").write_text(json.dumps(config))
-    scale = hidden / HIDDEN
-    tensors: dict[str, list[int]] = {"model.embed_tokens.weight": [128, hidden]}
+    tensors: dict[str, list[int]] = {"model.embed_tokens.weight": [128, HIDDEN]}
     for layer in range(LAYERS):
-        for suffix, (out, inp) in LINEAR.items():
-            shape = [int(out * scale) if out == HIDDEN else out, int(inp * scale) if inp == HIDDEN else inp]
+        for suffix, shape in LINEAR.items():
             tensors[f"model.layers.{layer}.{suffix}.weight"] = shape
     (folder / "model.safetensors").write_bytes(safetensors_bytes(tensors))
     return folder
