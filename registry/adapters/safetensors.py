@@ -16,7 +16,6 @@ Decisions:
 from __future__ import annotations
 
 import json
-import math
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -235,13 +234,11 @@ def _parse_json_header(raw: bytes, n: int, fail: _Fail) -> SafetensorsHeader:
         doc = json.loads(text, object_pairs_hook=_reject_duplicates)
     except ValueError as e:
         raise fail(f"header is not valid JSON: {e}") from None
-
     metadata = doc.pop("__metadata__", None)
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise fail("__metadata__ must be a JSON object mapping strings to strings")
-
     tensors: dict[str, TensorInfo] = {}
     for tname, entry in doc.items():
         tensors[tname] = _tensor_info(tname, entry, fail)
@@ -270,7 +267,10 @@ def _tensor_info(tname: str, entry: object, fail: _Fail) -> TensorInfo:
             f"tensor {tname!r}: data_offsets must be [begin, end] with 0 <= begin <= end, "
             f"not {offsets}"
         )
-    bits = math.prod(shape) * DTYPE_BITS[dtype]
+    bits = DTYPE_BITS[dtype]
+    for dim in shape:  # bounded, as the reference reader's overflow check: no huge-int work
+        if (bits := bits * dim) >= 1 << 70:
+            raise fail(f"tensor {tname!r}: shape {shape} is too large")
     have = offsets[1] - offsets[0]
     if bits % 8 or have != bits // 8:
         needs = f"{bits // 8:,}" if bits % 8 == 0 else f"{bits / 8:,} (not a whole byte count)"

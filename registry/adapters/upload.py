@@ -53,7 +53,7 @@ class _WeightsSink:
     """Streams to a temporary object while parsing the safetensors header."""
 
     def __init__(self, store: ObjectStore) -> None:
-        self.store, self.reader = store, HeaderReader()
+        self.store, self.reader = store, HeaderReader(name=WEIGHTS_FILE)
         self.writer: ObjectWriter | None = None
 
     def begin(self, filename: str, content_type: str) -> None:
@@ -68,7 +68,7 @@ class _WeightsSink:
         try:
             self.reader.feed(data)
         except SafetensorsError as exc:
-            raise Unprocessable(f"{WEIGHTS_FILE}: {exc}") from exc
+            raise Unprocessable(str(exc)) from exc
         self.writer.write(data)
 
     def end(self) -> None:
@@ -137,11 +137,11 @@ def _check_and_register(
     try:
         config = parse_adapter_config(bytes(config_sink.data))
     except ValueError as exc:
-        raise Unprocessable(f"{CONFIG_FILE}: {exc}") from exc
+        raise Unprocessable(str(exc)) from exc
     try:
         header = weights.reader.finish()
     except SafetensorsError as exc:
-        raise Unprocessable(f"{WEIGHTS_FILE}: {exc}") from exc
+        raise Unprocessable(str(exc)) from exc
     base = BaseModelRepository(session).get(adapter.base_model_id)
     assert base is not None
     problems = check_lora_adapter(

@@ -17,14 +17,20 @@ AdaptersRead = Annotated[TenantContext, Depends(tenant_access(sc.ADAPTERS_READ))
 
 PROV_EXAMPLE: dict[str, Any] = {
     "description": "with ?format=prov: W3C PROV-JSON of the same graph",
-    "content": {"application/json": {"example": {"prefix": {"loraplex": "urn:loraplex:"},
-                                                 "entity": {}, "wasDerivedFrom": {}}}},
+    "content": {
+        "application/json": {
+            "example": {"prefix": {"loraplex": "urn:loraplex:"}, "entity": {}, "wasDerivedFrom": {}}
+        }
+    },
 }
 
 
 @router.get("/{version}/lineage", response_model=LineageGraph, responses={200: PROV_EXAMPLE})
 def version_lineage(
-    ctx: AdaptersRead, name: str, version: str, session: SessionDep,
+    ctx: AdaptersRead,
+    name: str,
+    version: str,
+    session: SessionDep,
     fmt: Annotated[LineageFormat, Query(alias="format", description="graph or prov")] = "graph",
 ) -> LineageGraph | JSONResponse:
     """Datasets, base model, job, evals, alias moves and creators of a version and of each of

@@ -87,11 +87,13 @@ def to_prov(graph: LineageGraph) -> dict[str, Any]:
     for n in graph.nodes:
         if n.type in ENTITY_TYPES:
             doc.records["entity"][qname(n.id)] = {
-                "prov:type": _qualified(ENTITY_TYPES[n.type]), **_attributes(n)
+                "prov:type": _qualified(ENTITY_TYPES[n.type]),
+                **_attributes(n),
             }
         elif n.type == "job":
             doc.records["activity"][qname(n.id)] = {
-                "prov:type": _qualified("loraplex:TrainingJob"), **_attributes(n)
+                "prov:type": _qualified("loraplex:TrainingJob"),
+                **_attributes(n),
             }
         elif n.type == "alias_event":
             at = n.attrs["occurred_at"]
@@ -104,8 +106,10 @@ def to_prov(graph: LineageGraph) -> dict[str, Any]:
             }
         elif n.type == "agent":
             doc.records["agent"][qname(n.id)] = _attributes(n)
-        if n.type == "adapter_version" and n.attrs.get("trigger") == "upload" and (
-            n.attrs.get("job_id") is None
+        if (
+            n.type == "adapter_version"
+            and n.attrs.get("trigger") == "upload"
+            and (n.attrs.get("job_id") is None)
         ):
             upload = qname(n.id).replace("loraplex:version/", "loraplex:upload/")
             doc.records["activity"][upload] = {
@@ -123,8 +127,9 @@ def to_prov(graph: LineageGraph) -> dict[str, Any]:
         elif e.relation == "wasAttributedTo":
             doc.relate("wasAttributedTo", prov_entity=src, prov_agent=dst)
             if e.source in generated_by:
-                doc.relate("wasAssociatedWith", prov_activity=generated_by[e.source],
-                           prov_agent=dst)
+                doc.relate(
+                    "wasAssociatedWith", prov_activity=generated_by[e.source], prov_agent=dst
+                )
         elif e.relation == "used" and nodes[e.source].type == "alias_event":
             doc.relate("used", prov_activity=src, prov_entity=dst, prov_role=e.attrs["role"])
         elif e.relation == "used":  # a version's inputs: dataset or base model
@@ -132,8 +137,12 @@ def to_prov(graph: LineageGraph) -> dict[str, Any]:
             role = e.attrs.get("role", "base_model")
             if activity is not None:
                 doc.relate("used", prov_activity=activity, prov_entity=dst, prov_role=role)
-                doc.relate("wasDerivedFrom", prov_generatedEntity=src, prov_usedEntity=dst,
-                           prov_activity=activity)
+                doc.relate(
+                    "wasDerivedFrom",
+                    prov_generatedEntity=src,
+                    prov_usedEntity=dst,
+                    prov_activity=activity,
+                )
             else:
                 doc.relate("wasDerivedFrom", prov_generatedEntity=src, prov_usedEntity=dst)
     for version, activity in generated_by.items():

@@ -34,9 +34,7 @@ class LineageRepository:
         """`select(columns or model)` of a tenant-owned table, filtered on this tenant."""
         return select(*(columns or (model,))).where(model.tenant_id == self.tenant_id)
 
-    def chain(
-        self, adapter_id: uuid.UUID, number: int
-    ) -> list[tuple[AdapterVersion, str]]:
+    def chain(self, adapter_id: uuid.UUID, number: int) -> list[tuple[AdapterVersion, str]]:
         """The version, then its parent, grandparent... back to the first: (version, adapter
         name) pairs, nearest first. Empty if the version does not exist for this tenant."""
         anchor = self._scoped(
@@ -60,9 +58,7 @@ class LineageRepository:
         )
         return [(row[0], row[1]) for row in self.session.execute(stmt)]
 
-    def datasets(
-        self, version_ids: Sequence[uuid.UUID]
-    ) -> list[tuple[uuid.UUID, Dataset, str]]:
+    def datasets(self, version_ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, Dataset, str]]:
         """(version id, dataset, role) for every dataset the versions were trained on."""
         stmt = (
             self._scoped(
@@ -88,7 +84,8 @@ class LineageRepository:
         )
         rows = self.session.execute(stmt.order_by(AliasEvent.id)).scalars().all()
         return [
-            e for e in rows
+            e
+            for e in rows
             if (e.adapter_id, e.to_version) in keys or (e.adapter_id, e.from_version) in keys
         ]
 

@@ -35,8 +35,9 @@ class _Graph:
 
     def edge(self, source: str, target: str, relation: Relation, **attrs: Any) -> None:
         key = (source, target, relation, repr(sorted(attrs.items())))
-        self.edges.setdefault(key, Edge(source=source, target=target, relation=relation,
-                                        attrs=attrs))
+        self.edges.setdefault(
+            key, Edge(source=source, target=target, relation=relation, attrs=attrs)
+        )
 
 
 class LineageService:
@@ -59,8 +60,9 @@ class LineageService:
         for i, (version, adapter_name) in enumerate(chain):
             self._version(g, version, adapter_name, bases.get(version.base_model_id))
             if i + 1 < len(rows) and version.parent_id == rows[i + 1].id:
-                g.edge(version_node_id(version.id), version_node_id(rows[i + 1].id),
-                       "wasDerivedFrom")
+                g.edge(
+                    version_node_id(version.id), version_node_id(rows[i + 1].id), "wasDerivedFrom"
+                )
         for version_id, dataset, role in repo.datasets(ids):
             self._dataset(g, version_node_id(version_id), dataset, role)
         for ev in repo.evals(ids):
@@ -72,8 +74,11 @@ class LineageService:
         for e in served_edges:
             g.edge(e.source, e.target, e.relation, **e.attrs)
         self._roles_on_dataset_nodes(g)
-        return LineageGraph(nodes=list(g.nodes.values()), edges=list(g.edges.values()),
-                            root=version_node_id(rows[0].id))
+        return LineageGraph(
+            nodes=list(g.nodes.values()),
+            edges=list(g.edges.values()),
+            root=version_node_id(rows[0].id),
+        )
 
     def served_periods(
         self, session: Session, *, tenant: Tenant, chain: Sequence[AdapterVersion]
@@ -87,43 +92,68 @@ class LineageService:
         return [], []
 
     @staticmethod
-    def _version(
-        g: _Graph, v: AdapterVersion, adapter_name: str, base: BaseModel | None
-    ) -> None:
+    def _version(g: _Graph, v: AdapterVersion, adapter_name: str, base: BaseModel | None) -> None:
         vid = g.node(
-            version_node_id(v.id), "adapter_version", f"{adapter_name}@v{v.version}",
-            adapter=adapter_name, version=v.version, status=v.status, trigger=v.trigger,
-            trigger_ref=v.trigger_ref, manifest_digest=v.manifest_digest,
-            config_hash=v.config_hash, base_model_digest=v.base_model_digest, job_id=v.job_id,
-            created_by=v.created_by, created_at=v.created_at, ready_at=v.ready_at,
+            version_node_id(v.id),
+            "adapter_version",
+            f"{adapter_name}@v{v.version}",
+            adapter=adapter_name,
+            version=v.version,
+            status=v.status,
+            trigger=v.trigger,
+            trigger_ref=v.trigger_ref,
+            manifest_digest=v.manifest_digest,
+            config_hash=v.config_hash,
+            base_model_digest=v.base_model_digest,
+            job_id=v.job_id,
+            created_by=v.created_by,
+            created_at=v.created_at,
+            ready_at=v.ready_at,
         )
         bid = g.node(
-            f"base_model:{v.base_model_digest}", "base_model", base.name if base else "?",
-            name=base.name if base else None, digest=v.base_model_digest,
+            f"base_model:{v.base_model_digest}",
+            "base_model",
+            base.name if base else "?",
+            name=base.name if base else None,
+            digest=v.base_model_digest,
             uri=base.uri if base else None,
         )
         g.edge(vid, bid, "used")
         if v.job_id is not None:
-            g.edge(vid, g.node(f"job:{v.job_id}", "job", f"job {v.job_id}", job_id=v.job_id),
-                   "wasGeneratedBy")
+            g.edge(
+                vid,
+                g.node(f"job:{v.job_id}", "job", f"job {v.job_id}", job_id=v.job_id),
+                "wasGeneratedBy",
+            )
         agent = g.node(f"agent:{v.created_by}", "agent", v.created_by, subject=v.created_by)
         g.edge(vid, agent, "wasAttributedTo")
 
     @staticmethod
     def _dataset(g: _Graph, version_id: str, d: Dataset, role: str) -> None:
         did = g.node(
-            f"dataset:{d.id}", "dataset", f"{d.name}@v{d.version}", name=d.name,
-            version=d.version, sha256=d.sha256, rows=d.rows, role=role,
+            f"dataset:{d.id}",
+            "dataset",
+            f"{d.name}@v{d.version}",
+            name=d.name,
+            version=d.version,
+            sha256=d.sha256,
+            rows=d.rows,
+            role=role,
         )
         g.edge(version_id, did, "used", role=role)
 
     @staticmethod
     def _eval(g: _Graph, ev: Eval) -> None:
         eid = g.node(
-            f"eval:{ev.id}", "eval", f"{ev.suite} ({ev.subject})", suite=ev.suite,
-            subject=ev.subject, metrics=ev.metrics,
+            f"eval:{ev.id}",
+            "eval",
+            f"{ev.suite} ({ev.subject})",
+            suite=ev.suite,
+            subject=ev.subject,
+            metrics=ev.metrics,
             dataset_id=str(ev.dataset_id) if ev.dataset_id else None,
-            created_by=ev.created_by, created_at=ev.created_at,
+            created_by=ev.created_by,
+            created_at=ev.created_at,
         )
         g.edge(eid, version_node_id(ev.version_id), "wasDerivedFrom")
         if ev.subject == "base_model":  # a baseline: the base model scored on this eval set
@@ -139,9 +169,14 @@ class LineageService:
             moved = f"v{e.from_version}" if e.from_version else "-"
             to = f"v{e.to_version}" if e.to_version else "-"
             aid = g.node(
-                f"alias_event:{e.id}", "alias_event", f"{e.alias}: {moved} -> {to}",
-                alias=e.alias, **{"from": e.from_version, "to": e.to_version},
-                actor=e.actor, reason=e.reason, occurred_at=e.occurred_at,
+                f"alias_event:{e.id}",
+                "alias_event",
+                f"{e.alias}: {moved} -> {to}",
+                alias=e.alias,
+                **{"from": e.from_version, "to": e.to_version},
+                actor=e.actor,
+                reason=e.reason,
+                occurred_at=e.occurred_at,
             )
             for role, number in (("from", e.from_version), ("to", e.to_version)):
                 target = by_number.get((e.adapter_id, number)) if number else None
