@@ -22,6 +22,7 @@ from registry.db import make_engine, make_sessionmaker
 from registry.errors import install_error_handlers
 from registry.evals.endpoints import router as evals_router
 from registry.health.endpoints import router as health_router
+from registry.lineage.endpoints import router as lineage_router
 from registry.logging import RequestLogMiddleware
 from registry.settings import Settings, get_settings
 from registry.storage import ObjectStore, open_store
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, *, engine_kwargs: dict | None =
         adapters_router,
         aliases_router,
         evals_router,
+        lineage_router,
         audit_router,
     ):
         app.include_router(router)

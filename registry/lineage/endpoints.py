@@ -15,17 +15,12 @@ router = APIRouter(prefix="/v1/tenants/{tenant}/adapters/{name}/versions", tags=
 
 AdaptersRead = Annotated[TenantContext, Depends(tenant_access(sc.ADAPTERS_READ))]
 
-PROV_EXAMPLE: dict[str, Any] = {
-    "description": "with ?format=prov: W3C PROV-JSON of the same graph",
-    "content": {
-        "application/json": {
-            "example": {"prefix": {"loraplex": "urn:loraplex:"}, "entity": {}, "wasDerivedFrom": {}}
-        }
-    },
+GRAPH_OR_PROV: dict[str, Any] = {
+    "description": "The graph; with ?format=prov, W3C PROV-JSON of the same"
 }
 
 
-@router.get("/{version}/lineage", response_model=LineageGraph, responses={200: PROV_EXAMPLE})
+@router.get("/{version}/lineage", response_model=LineageGraph, responses={200: GRAPH_OR_PROV})
 def version_lineage(
     ctx: AdaptersRead,
     name: str,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Select, literal, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from registry.models import (
     Adapter,
@@ -22,6 +22,28 @@ from registry.models import (
 
 # Parent links only point back in time, so a chain has no cycle; this bounds a corrupt one.
 MAX_DEPTH = 10_000
+# Only what a lineage node shows: manifests and training configs stay in the database.
+# raiseload: touching any other column raises instead of quietly costing a query per row.
+VERSION_COLUMNS = load_only(
+    AdapterVersion.adapter_id,
+    AdapterVersion.version,
+    AdapterVersion.status,
+    AdapterVersion.parent_id,
+    AdapterVersion.base_model_id,
+    AdapterVersion.base_model_digest,
+    AdapterVersion.config_hash,
+    AdapterVersion.trigger,
+    AdapterVersion.trigger_ref,
+    AdapterVersion.job_id,
+    AdapterVersion.manifest_digest,
+    AdapterVersion.created_by,
+    AdapterVersion.created_at,
+    AdapterVersion.ready_at,
+    raiseload=True,
+)
+DATASET_COLUMNS = load_only(
+    Dataset.name, Dataset.version, Dataset.sha256, Dataset.rows, raiseload=True
+)
 
 
 class LineageRepository:
@@ -55,6 +77,7 @@ class LineageRepository:
             .join(Adapter, Adapter.id == AdapterVersion.adapter_id)
             .where(Adapter.tenant_id == self.tenant_id)
             .order_by(walk.c.depth)
+            .options(VERSION_COLUMNS)
         )
         return [(row[0], row[1]) for row in self.session.execute(stmt)]
 
@@ -67,6 +90,7 @@ class LineageRepository:
             .join(AdapterVersionDataset, AdapterVersionDataset.dataset_id == Dataset.id)
             .where(AdapterVersionDataset.version_id.in_(version_ids))
             .order_by(Dataset.name, Dataset.version, AdapterVersionDataset.role)
+            .options(DATASET_COLUMNS)
         )
         return [(row[0], row[1], row[2]) for row in self.session.execute(stmt)]
 

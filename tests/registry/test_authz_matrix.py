@@ -138,6 +138,8 @@ ENDPOINTS = [
     ),
     Endpoint("GET", VER + "/evals", "tenant_read"),
     Endpoint("GET", VER + "/compare?with=base", "tenant_read"),
+    Endpoint("GET", VER + "/lineage", "tenant_read"),
+    Endpoint("GET", VER + "/lineage?format=prov", "tenant_read"),
     Endpoint("POST", AD + "/drift-metrics", "tenant_write", json=lambda c: _DRIFT),
     Endpoint("GET", AD + "/drift-metrics", "tenant_read"),
     Endpoint("GET", "/v1/audit/events", "audit"),
