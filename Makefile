@@ -20,7 +20,8 @@ $(PY):
 
 # Re-install only when pyproject.toml is newer than the stamp (order-only on the interpreter).
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[ml,test]'
 	touch $@
 
 # PostgreSQL server binaries and redis-server, installed only where missing.

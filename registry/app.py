@@ -26,7 +26,9 @@ from registry.lineage.endpoints import router as lineage_router
 from registry.logging import RequestLogMiddleware
 from registry.settings import Settings, get_settings
 from registry.storage import ObjectStore, open_store
+from registry.tasks import make_queue
 from registry.tenants.endpoints import router as tenants_router
+from registry.training.endpoints import router as training_router
 
 
 def open_configured_store(settings: Settings) -> ObjectStore:
@@ -61,6 +63,7 @@ def create_app(settings: Settings | None = None, *, engine_kwargs: dict | None =
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.store = open_configured_store(settings)
     app.state.signing_keys = keys
+    app.state.tasks = make_queue(settings)
     app.state.token_server = TokenServer(
         keys.private,
         issuer=settings.jwt_issuer,
@@ -83,6 +86,7 @@ def create_app(settings: Settings | None = None, *, engine_kwargs: dict | None =
         aliases_router,
         evals_router,
         lineage_router,
+        training_router,
         audit_router,
     ):
         app.include_router(router)

@@ -51,6 +51,23 @@ class Settings(BaseSettings):
 
     max_lora_rank: int = Field(default=64, ge=1, description="highest LoRA rank accepted")
 
+    # Work queue. No broker: tasks run in-process on background threads (the embedded default).
+    broker_url: str | None = Field(default=None, description="Celery broker, e.g. redis://host/0")
+    result_backend_url: str | None = Field(default=None, description="default: the broker")
+    job_lease_seconds: int = Field(
+        default=120, ge=2, description="a running job's worker must renew its lease this often"
+    )
+    job_max_attempts: int = Field(default=3, ge=1, description="tries before a job is failed")
+    job_retry_backoff_seconds: int = Field(default=10, ge=0, description="first retry delay")
+    reaper_interval_seconds: int = Field(default=30, ge=1)
+    cache_dir: Path | None = Field(
+        default=None, description="Base model and adapter cache; default: home/cache"
+    )
+    heldout_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
+    eval_max_generate: int = Field(
+        default=64, ge=0, description="held-out examples scored by generation (exact match, JSON)"
+    )
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -89,6 +106,10 @@ class Settings(BaseSettings):
     @property
     def resolved_object_store(self) -> str:
         return self.object_store or (self.home_dir / "objects").as_uri()
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        return (self.cache_dir or self.home_dir / "cache").expanduser().resolve()
 
     @property
     def resolved_jwt_key_file(self) -> Path:

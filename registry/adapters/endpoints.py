@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from registry.adapters.promotion import PromotionPolicy
 from registry.adapters.schemas import (
     AdapterCreate,
     AdapterList,
@@ -50,6 +51,17 @@ def list_adapters(
 @router.get("/{name}", response_model=AdapterOut)
 def get_adapter(ctx: AdaptersRead, name: str, session: SessionDep) -> AdapterOut:
     return adapters.to_out(session, [adapters.get(session, tenant=ctx.tenant, name=name)])[0]
+
+
+@router.put("/{name}/promotion-policy", response_model=AdapterOut)
+def set_promotion_policy(
+    ctx: AdaptersWrite, name: str, body: PromotionPolicy, session: SessionDep
+) -> AdapterOut:
+    """How a newly trained version gets to `production`: `manual`, or `auto` with a margin."""
+    adapter = adapters.set_policy(
+        session, actor=ctx.principal, tenant=ctx.tenant, name=name, policy=body
+    )
+    return adapters.to_out(session, [adapter])[0]
 
 
 @router.post("/{name}/archive", response_model=AdapterOut)

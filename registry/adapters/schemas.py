@@ -7,7 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
-VersionStatus = Literal["queued", "training", "evaluating", "ready", "failed", "archived"]
+VersionStatus = Literal[
+    "queued", "training", "evaluating", "ready", "failed", "cancelled", "archived"
+]
 Trigger = Literal["manual", "schedule", "drift", "upload"]
 
 
@@ -29,6 +31,10 @@ class TrainingConfig(BaseModel):
     batch_size: int = Field(default=8, ge=1, le=1024)
     max_seq_length: int = Field(default=512, ge=16, le=32768)
     seed: int = Field(default=0, ge=0)
+    early_stopping_patience: int = Field(
+        default=3, ge=0, description="evaluations without improvement before stopping; 0: never"
+    )
+    max_steps: int | None = Field(default=None, ge=1, description="cap on optimizer steps")
 
     @field_validator("target_modules")
     @classmethod

@@ -8,18 +8,17 @@ from collections.abc import Sequence
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from registry.adapters.promotion import PromotionPolicy
 from registry.adapters.repository import AdapterRepository, VersionRepository
-from registry.adapters.schemas import AdapterCreate, AdapterOut
+from registry.adapters.schemas import AdapterCreate, AdapterOut, TrainingConfig
 from registry.audit.service import audit
 from registry.auth.principal import Principal
 from registry.base_models.repository import BaseModelRepository
 from registry.db import utcnow
 from registry.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
-from registry.models import Adapter, Tenant
+from registry.models import Adapter, BaseModel, Tenant
 from registry.settings import Settings
 from registry.tenants.repository import TenantRepository
-
-MANUAL_POLICY = {"mode": "manual"}
 
 
 class AdapterService:
@@ -35,18 +34,7 @@ class AdapterService:
         base = BaseModelRepository(session).get_by_name(data.base_model)
         if base is None:
             raise Unprocessable(f"base model '{data.base_model}' is not registered")
-        cfg = data.training
-        if cfg.rank > settings.max_lora_rank:
-            raise Unprocessable(
-                f"training.rank {cfg.rank} is above the platform maximum {settings.max_lora_rank}"
-            )
-        modules = {suffix.rsplit(".", 1)[-1] for suffix in base.module_shapes}
-        unknown = sorted(set(cfg.target_modules) - modules)
-        if unknown:
-            raise Unprocessable(
-                f"training.target_modules {unknown} are not linear modules of base model "
-                f"'{base.name}'; it has: {sorted(modules)}"
-            )
+        self.check_config(base, data.training, settings)
         TenantRepository(session).lock(tenant)  # serializes the quota check per tenant
         repo = AdapterRepository(session, tenant.id)
         if repo.get_by_name(data.name) is not None:
@@ -60,8 +48,8 @@ class AdapterService:
             tenant_id=tenant.id,
             name=data.name,
             base_model_id=base.id,
-            training_config=cfg.model_dump(),
-            promotion_policy=dict(MANUAL_POLICY),
+            training_config=data.training.model_dump(),
+            promotion_policy=PromotionPolicy().model_dump(),
             created_by=actor.subject,
         )
         repo.add(adapter)
@@ -81,6 +69,20 @@ class AdapterService:
         )
         return adapter
 
+    def check_config(self, base: BaseModel, cfg: TrainingConfig, settings: Settings) -> None:
+        """Refuse a LoRA config that the platform or the base model cannot take."""
+        if cfg.rank > settings.max_lora_rank:
+            raise Unprocessable(
+                f"training.rank {cfg.rank} is above the platform maximum {settings.max_lora_rank}"
+            )
+        modules = {suffix.rsplit(".", 1)[-1] for suffix in base.module_shapes}
+        unknown = sorted(set(cfg.target_modules) - modules)
+        if unknown:
+            raise Unprocessable(
+                f"training.target_modules {unknown} are not linear modules of base model "
+                f"'{base.name}'; it has: {sorted(modules)}"
+            )
+
     def get(self, session: Session, *, tenant: Tenant, name: str, lock: bool = False) -> Adapter:
         adapter = AdapterRepository(session, tenant.id).get_by_name(name, lock=lock)
         if adapter is None:
@@ -91,6 +93,29 @@ class AdapterService:
         self, session: Session, *, tenant: Tenant, include_archived: bool
     ) -> Sequence[Adapter]:
         return AdapterRepository(session, tenant.id).list(include_archived=include_archived)
+
+    def set_policy(
+        self,
+        session: Session,
+        *,
+        actor: Principal,
+        tenant: Tenant,
+        name: str,
+        policy: PromotionPolicy,
+    ) -> Adapter:
+        adapter = self.get(session, tenant=tenant, name=name)
+        adapter.promotion_policy = policy.model_dump()
+        session.flush()
+        audit.record(
+            session,
+            actor=actor,
+            action="adapter.promotion_policy",
+            target_type="adapter",
+            target_id=name,
+            tenant_id=tenant.id,
+            details=adapter.promotion_policy,
+        )
+        return adapter
 
     def archive(self, session: Session, *, actor: Principal, tenant: Tenant, name: str) -> Adapter:
         adapter = self.get(session, tenant=tenant, name=name)

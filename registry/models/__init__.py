@@ -14,6 +14,7 @@ from registry.models.dataset import Dataset
 from registry.models.evaluation import DriftMetric, Eval
 from registry.models.oauth_client import OAuthClient
 from registry.models.tenant import Tenant
+from registry.models.training_job import TrainingJob, TrainingJobEvent
 
 __all__ = [
     "GENESIS_HASH",
@@ -31,4 +32,6 @@ __all__ = [
     "Eval",
     "OAuthClient",
     "Tenant",
+    "TrainingJob",
+    "TrainingJobEvent",
 ]

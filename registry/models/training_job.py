@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from registry.db import Base, utcnow
+from registry.models.adapter import BIGINT_PK
+
+
+class TrainingJob(Base):
+    """One request to train a new version. A row first, then a Celery task (sent after commit).
+
+    A running job holds a lease that its worker renews; a reaper requeues or fails a job whose
+    lease ran out (its worker died), so no job vanishes and no half-made version becomes visible.
+    """
+
+    __tablename__ = "training_jobs"
+    __table_args__ = (Index("ix_training_jobs_adapter_status", "adapter_id", "status"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    adapter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("adapters.id"))
+    version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("adapter_versions.id"))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    trigger: Mapped[str] = mapped_column(String(16))  # manual | schedule | drift
+    trigger_ref: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # effective training config
+    dataset_ids: Mapped[list[str]] = mapped_column(JSON)
+    validation_dataset_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("datasets.id"))
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[dt.datetime | None]
+    error: Mapped[str] = mapped_column(String(4000), default="")
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TrainingJobEvent(Base):
+    """A job's milestones, in order: queued, started, evals, gate outcome, retries, failure."""
+
+    __tablename__ = "training_job_events"
+
+    id: Mapped[int] = mapped_column(BIGINT_PK, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("training_jobs.id"), index=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(String(2000), default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

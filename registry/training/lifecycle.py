@@ -1,0 +1,198 @@
+"""A job's life as workers drive it: claim under the adapter's lock, renew the lease, record the
+artifact, finish, fail or retry; and the reaper for jobs whose worker died.
+
+Each method runs inside the caller's transaction and only flushes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session
+
+from registry.adapters.repository import AdapterRepository, VersionRepository
+from registry.db import utcnow
+from registry.models import Adapter, AdapterVersion, TrainingJob
+from registry.training.repository import PlatformJobRepository, TrainingJobRepository
+from registry.training.service import add_event
+
+Heartbeat = Literal["ok", "cancel", "lost"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    state: Literal["claimed", "busy", "finished", "missing"]
+    job: TrainingJob | None = None
+    blocked_by: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Reaped:
+    job_id: uuid.UUID
+    requeued: bool
+    artifact_prefix: str | None  # to delete when the job failed for good
+
+
+class JobLifecycle:
+    def version(self, session: Session, job: TrainingJob) -> AdapterVersion:
+        found = VersionRepository(session, job.tenant_id).get_by_id(job.version_id)
+        assert found is not None
+        return found
+
+    def adapter(self, session: Session, job: TrainingJob) -> Adapter:
+        found = session.get(Adapter, job.adapter_id)
+        assert found is not None and found.tenant_id == job.tenant_id
+        return found
+
+    def claim(
+        self, session: Session, *, job_id: uuid.UUID, worker: str, lease_seconds: int
+    ) -> Claim:
+        """Start a queued job, unless another job of the same adapter is running: the adapter's
+        row lock makes this check-and-set atomic, so two jobs never train one adapter at once."""
+        found = PlatformJobRepository(session).find(job_id)
+        if found is None:
+            return Claim("missing")
+        AdapterRepository(session, found.tenant_id).lock(self.adapter(session, found))
+        repo = TrainingJobRepository(session, found.tenant_id)
+        job = repo.get(job_id, lock=True)
+        assert job is not None
+        if job.status != "queued":
+            return Claim("finished", job)
+        other = repo.running_for_adapter(job.adapter_id, exclude=job.id)
+        if other is not None:
+            last = repo.events(job.id)[-1:]
+            if not last or last[0].kind != "waiting":
+                add_event(
+                    session,
+                    job,
+                    "waiting",
+                    f"job {other.id} is training this adapter",
+                    blocked_by=str(other.id),
+                )
+            job.updated_at = utcnow()
+            session.flush()
+            return Claim("busy", job, other.id)
+        now = utcnow()
+        job.status, job.worker = "running", worker
+        job.attempts += 1
+        job.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
+        job.started_at = job.started_at or now
+        job.error = ""
+        self.version(session, job).status = "training"
+        add_event(session, job, "started", f"attempt {job.attempts} on {worker}", worker=worker)
+        session.flush()
+        return Claim("claimed", job)
+
+    def heartbeat(
+        self,
+        session: Session,
+        *,
+        job_id: uuid.UUID,
+        worker: str,
+        lease_seconds: int,
+        progress: dict[str, Any] | None = None,
+    ) -> Heartbeat:
+        job = PlatformJobRepository(session).find(job_id)
+        if job is None:
+            return "lost"
+        job = TrainingJobRepository(session, job.tenant_id).get(job_id, lock=True)
+        assert job is not None
+        if job.status != "running" or job.worker != worker:
+            return "lost"
+        job.lease_expires_at = utcnow() + dt.timedelta(seconds=lease_seconds)
+        if progress is not None:
+            job.progress = progress
+        session.flush()
+        return "cancel" if job.cancel_requested else "ok"
+
+    def record_artifact(
+        self,
+        session: Session,
+        *,
+        job: TrainingJob,
+        prefix: str,
+        manifest: dict[str, Any],
+        manifest_digest: str,
+        size_bytes: int,
+    ) -> AdapterVersion:
+        version = self.version(session, job)
+        version.artifact_prefix, version.manifest = prefix, manifest
+        version.manifest_digest, version.size_bytes = manifest_digest, size_bytes
+        version.status = "evaluating"
+        add_event(
+            session, job, "artifact", f"stored under {prefix}", manifest_digest=manifest_digest
+        )
+        session.flush()
+        return version
+
+    def mark_ready(self, session: Session, *, job: TrainingJob) -> AdapterVersion:
+        version = self.version(session, job)
+        version.status, version.ready_at = "ready", utcnow()
+        session.flush()
+        return version
+
+    def succeed(self, session: Session, *, job: TrainingJob, result: dict[str, Any]) -> None:
+        job.status, job.result = "succeeded", result
+        job.finished_at, job.lease_expires_at = utcnow(), None
+        add_event(session, job, "succeeded", f"version {self.version(session, job).version} ready")
+        session.flush()
+
+    def finish_cancelled(self, session: Session, *, job: TrainingJob, by: str = "") -> None:
+        job.status, job.finished_at, job.lease_expires_at = "cancelled", utcnow(), None
+        version = self.version(session, job)
+        version.status, version.status_message = "cancelled", "training job cancelled"
+        version.artifact_prefix = version.manifest = version.manifest_digest = None
+        add_event(session, job, "cancelled", f"by {by}" if by else "stopped at the next step")
+        session.flush()
+
+    def fail(self, session: Session, *, job: TrainingJob, error: str, retryable: bool) -> bool:
+        """Requeue when attempts remain and the error is transient; else fail for good.
+        Returns whether the job was requeued."""
+        version = self.version(session, job)
+        job.error, job.worker, job.lease_expires_at = error[:4000], None, None
+        if retryable and job.attempts < job.max_attempts and not job.cancel_requested:
+            job.status, version.status = "queued", "queued"
+            add_event(
+                session,
+                job,
+                "retrying",
+                f"attempt {job.attempts} of {job.max_attempts} failed: {error[:500]}",
+            )
+            session.flush()
+            return True
+        job.status, job.finished_at = "failed", utcnow()
+        version.status, version.status_message = "failed", error[:2000]
+        version.artifact_prefix = version.manifest = version.manifest_digest = None
+        add_event(session, job, "failed", error[:2000])
+        session.flush()
+        return False
+
+    def reap(self, session: Session, *, now: dt.datetime) -> list[Reaped]:
+        """Jobs whose worker stopped renewing the lease: retry them, or fail them for good."""
+        out = []
+        for job in PlatformJobRepository(session).expired_leases(now):
+            prefix = self.version(session, job).artifact_prefix or _prefix(job)
+            expired = job.lease_expires_at
+            requeued = self.fail(
+                session,
+                job=job,
+                error=f"worker {job.worker} lost: lease expired at {expired:%Y-%m-%dT%H:%M:%SZ}",
+                retryable=True,
+            )
+            out.append(Reaped(job.id, requeued, None if requeued else prefix))
+        return out
+
+    def stale_queued(self, session: Session, *, older_than: dt.datetime) -> list[uuid.UUID]:
+        """Queued jobs nobody picked up (a lost message, an embedded process restart)."""
+        return [j.id for j in PlatformJobRepository(session).queued_before(older_than)]
+
+
+def _prefix(job: TrainingJob) -> str:
+    return f"tenants/{job.tenant_id}/adapters/{job.adapter_id}/versions/{job.version_id}"
+
+
+artifact_prefix = _prefix
+lifecycle = JobLifecycle()

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+class TrainingJobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    adapter: str = Field(description="the tenant's adapter to train a new version of")
+    dataset_ids: list[uuid.UUID] = Field(min_length=1, max_length=50)
+    validation_dataset_id: uuid.UUID | None = Field(
+        default=None, description="held-out set; default: a seeded split of the training data"
+    )
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="overrides of the adapter's training config (rank, learning_rate, epochs...)",
+    )
+
+
+class JobEventOut(BaseModel):
+    kind: str
+    message: str
+    data: dict[str, Any]
+    occurred_at: dt.datetime
+
+
+class TrainingJobOut(BaseModel):
+    id: uuid.UUID
+    tenant: str
+    adapter: str
+    version: int
+    status: JobStatus
+    trigger: str
+    trigger_ref: dict[str, Any]
+    config: dict[str, Any]
+    dataset_ids: list[str]
+    validation_dataset_id: uuid.UUID | None
+    progress: dict[str, Any] = Field(
+        description="step, total_steps, epoch, train_loss, eval_loss, tokens_per_second"
+    )
+    result: dict[str, Any] = Field(description="metrics, evals and the promotion decision")
+    attempts: int
+    max_attempts: int
+    cancel_requested: bool
+    error: str
+    created_by: str
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    events: list[JobEventOut] | None = None
+
+
+class TrainingJobList(BaseModel):
+    items: list[TrainingJobOut]

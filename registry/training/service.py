@@ -1,0 +1,247 @@
+"""Training jobs as the API sees them: create (row + queued version, task sent after commit),
+read with progress and events, cancel."""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from registry.adapters.schemas import TrainingConfig
+from registry.adapters.service import adapters
+from registry.adapters.versions import NewVersion, versions
+from registry.audit.service import audit
+from registry.auth.principal import Principal
+from registry.base_models.repository import BaseModelRepository
+from registry.datasets.repository import DatasetRepository
+from registry.db import after_commit
+from registry.errors import Conflict, NotFound, Unprocessable
+from registry.models import Dataset, Tenant, TrainingJob, TrainingJobEvent
+from registry.settings import Settings
+from registry.tasks import TRAIN, TaskQueue
+from registry.training.repository import PlatformJobRepository, TrainingJobRepository
+from registry.training.schemas import FINISHED, JobEventOut, TrainingJobCreate, TrainingJobOut
+
+
+def add_event(
+    session: Session, job: TrainingJob, kind: str, message: str = "", **data: Any
+) -> None:
+    TrainingJobRepository(session, job.tenant_id).add_event(
+        TrainingJobEvent(
+            job_id=job.id, tenant_id=job.tenant_id, kind=kind, message=message, data=data
+        )
+    )
+
+
+def _merge_config(base: dict[str, Any], overrides: dict[str, Any]) -> TrainingConfig:
+    try:
+        return TrainingConfig.model_validate({**base, **overrides})
+    except ValidationError as exc:
+        problems = [
+            f"hyperparameters.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        raise Unprocessable(problems[0], problems=problems) from exc
+
+
+class TrainingService:
+    def create(
+        self,
+        session: Session,
+        *,
+        actor: Principal,
+        tenant: Tenant,
+        data: TrainingJobCreate,
+        settings: Settings,
+        queue: TaskQueue,
+        trigger: str = "manual",
+        trigger_ref: dict[str, Any] | None = None,
+    ) -> TrainingJob:
+        adapter = adapters.get(session, tenant=tenant, name=data.adapter)
+        if adapter.archived_at is not None:
+            raise Conflict(f"adapter '{adapter.name}' is archived")
+        if tenant.disabled:
+            raise Conflict(f"tenant '{tenant.slug}' is disabled")
+        if len(set(data.dataset_ids)) != len(data.dataset_ids):
+            raise Unprocessable("dataset_ids has duplicates")
+        train = [self._dataset(session, tenant, i) for i in data.dataset_ids]
+        validation = (
+            self._dataset(session, tenant, data.validation_dataset_id)
+            if data.validation_dataset_id
+            else None
+        )
+        if validation is not None and validation.id in data.dataset_ids:
+            raise Unprocessable("the validation dataset is also a training dataset")
+        rows = sum(d.rows for d in train)
+        if rows < (1 if validation else 2):
+            raise Unprocessable(
+                f"the training datasets have {rows} row(s); at least 2 are needed to hold one out"
+            )
+        config = _merge_config(adapter.training_config, data.hyperparameters)
+        base = BaseModelRepository(session).get(adapter.base_model_id)
+        assert base is not None
+        adapters.check_config(base, config, settings)
+
+        job_id = uuid.uuid4()
+        links = [(d, "train") for d in train] + ([(validation, "validation")] if validation else [])
+        version = versions.allocate(
+            session,
+            adapter=adapter,
+            new=NewVersion(
+                status="queued",
+                trigger=trigger,
+                created_by=actor.subject,
+                training_config=config.model_dump(),
+                trigger_ref=trigger_ref or {},
+                job_id=str(job_id),
+                parent=versions.default_parent(session, adapter=adapter),
+                datasets=links,
+            ),
+        )
+        job = TrainingJob(
+            id=job_id,
+            tenant_id=tenant.id,
+            adapter_id=adapter.id,
+            version_id=version.id,
+            status="queued",
+            trigger=trigger,
+            trigger_ref=trigger_ref or {},
+            config=config.model_dump(),
+            dataset_ids=[str(d.id) for d in train],
+            validation_dataset_id=validation.id if validation else None,
+            progress={},
+            result={},
+            max_attempts=settings.job_max_attempts,
+            created_by=actor.subject,
+        )
+        TrainingJobRepository(session, tenant.id).add(job)
+        session.flush()
+        add_event(session, job, "queued", f"version {version.version} queued ({trigger})")
+        audit.record(
+            session,
+            actor=actor,
+            action="training_job.create",
+            target_type="training_job",
+            target_id=str(job.id),
+            tenant_id=tenant.id,
+            details={
+                "adapter": adapter.name,
+                "version": version.version,
+                "trigger": trigger,
+                "datasets": job.dataset_ids,
+                "config_hash": version.config_hash,
+            },
+        )
+        after_commit(session, lambda: queue.send(TRAIN, [str(job_id)]))
+        return job
+
+    def get(self, session: Session, *, tenant: Tenant, job_id: uuid.UUID) -> TrainingJob:
+        job = TrainingJobRepository(session, tenant.id).get(job_id)
+        if job is None:
+            raise NotFound(f"training job '{job_id}' not found")
+        return job
+
+    def list(
+        self,
+        session: Session,
+        *,
+        tenant: Tenant,
+        status: str | None,
+        adapter: str | None,
+        limit: int,
+    ) -> Sequence[TrainingJob]:
+        adapter_id = adapters.get(session, tenant=tenant, name=adapter).id if adapter else None
+        return TrainingJobRepository(session, tenant.id).list(
+            status=status, adapter_id=adapter_id, limit=limit
+        )
+
+    def list_all(
+        self, session: Session, *, status: str | None, tenant: Tenant | None, limit: int
+    ) -> Sequence[TrainingJob]:
+        return PlatformJobRepository(session).list(
+            status=status, tenant_id=tenant.id if tenant else None, limit=limit
+        )
+
+    def cancel(
+        self, session: Session, *, actor: Principal, tenant: Tenant, job_id: uuid.UUID
+    ) -> TrainingJob:
+        self.get(session, tenant=tenant, job_id=job_id)
+        job = TrainingJobRepository(session, tenant.id).get(job_id, lock=True)
+        assert job is not None
+        if job.status in FINISHED:
+            raise Conflict(f"training job '{job_id}' is already {job.status}")
+        if job.status == "queued":
+            from registry.training.lifecycle import lifecycle
+
+            lifecycle.finish_cancelled(session, job=job, by=actor.subject)
+        elif not job.cancel_requested:
+            job.cancel_requested = True
+            add_event(session, job, "cancel_requested", f"by {actor.subject}")
+        session.flush()
+        audit.record(
+            session,
+            actor=actor,
+            action="training_job.cancel",
+            target_type="training_job",
+            target_id=str(job.id),
+            tenant_id=tenant.id,
+            details={"status": job.status},
+        )
+        return job
+
+    def to_out(
+        self, session: Session, rows: Sequence[TrainingJob], *, with_events: bool = False
+    ) -> builtins.list[TrainingJobOut]:
+        platform = PlatformJobRepository(session)
+        labels = platform.labels(rows)
+        events: dict[uuid.UUID, builtins.list[JobEventOut]] = {r.id: [] for r in rows}
+        if with_events and rows:
+            for e in platform.events([r.id for r in rows]):
+                events[e.job_id].append(
+                    JobEventOut(
+                        kind=e.kind, message=e.message, data=e.data, occurred_at=e.occurred_at
+                    )
+                )
+        out = []
+        for job in rows:
+            slug, name, number = labels[job.id]
+            out.append(
+                TrainingJobOut(
+                    id=job.id,
+                    tenant=slug,
+                    adapter=name,
+                    version=number,
+                    status=job.status,  # type: ignore[arg-type]
+                    trigger=job.trigger,
+                    trigger_ref=job.trigger_ref,
+                    config=job.config,
+                    dataset_ids=job.dataset_ids,
+                    validation_dataset_id=job.validation_dataset_id,
+                    progress=job.progress,
+                    result=job.result,
+                    attempts=job.attempts,
+                    max_attempts=job.max_attempts,
+                    cancel_requested=job.cancel_requested,
+                    error=job.error,
+                    created_by=job.created_by,
+                    created_at=job.created_at,
+                    started_at=job.started_at,
+                    finished_at=job.finished_at,
+                    events=events[job.id] if with_events else None,
+                )
+            )
+        return out
+
+    @staticmethod
+    def _dataset(session: Session, tenant: Tenant, dataset_id: uuid.UUID) -> Dataset:
+        found = DatasetRepository(session, tenant.id).get(dataset_id)
+        if found is None:
+            raise NotFound(f"dataset '{dataset_id}' not found")
+        return found
+
+
+training = TrainingService()

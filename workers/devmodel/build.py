@@ -1,0 +1,262 @@
+"""Build a tiny Llama-architecture base model from the bundled corpus, offline and reproducibly.
+
+The model exists so tests and the demo can train and serve real LoRA adapters without a model
+hub: a byte-level BPE tokenizer trained on `corpus.txt`, and a 4-layer Llama briefly pre-trained
+on the same text (plain and rendered through the chat template), saved in the standard Hugging
+Face layout (`config.json`, `model.safetensors`, tokenizer files) that transformers and vLLM load.
+
+Same options on the same machine (and the same torch thread count) give a byte-identical
+`model.safetensors`: the seed fixes the initial weights, the data order is a seeded permutation,
+and there is no dropout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+CORPUS = Path(__file__).with_name("corpus.txt")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]  # ids 0..4
+PAD_ID, END_ID = 0, 1
+SYSTEM_PROMPT = "You are a helpful assistant."
+# Corpus lines that already hold a question and its answer become one chat turn each.
+_QA_MARKERS = (("Q: ", " A: "), ("Customer: ", " Agent: "), ("Question: ", " Answer: "))
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    vocab_size: int = 4096  # BPE target; also the model's embedding rows
+    hidden_size: int = 256
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate_size: int = 688
+    max_position_embeddings: int = 1024
+    pretrain_steps: int = 300
+    seq_length: int = 128
+    batch_size: int = 16
+    seed: int = 0
+    learning_rate: float = 3e-3
+
+    def __post_init__(self) -> None:
+        if self.vocab_size <= len(SPECIAL_TOKENS) + 256:
+            raise ValueError(f"vocab_size must exceed {len(SPECIAL_TOKENS) + 256} (bytes + specials)")
+        if self.hidden_size % self.heads or self.heads % self.kv_heads:
+            raise ValueError("hidden_size must divide by heads, and heads by kv_heads")
+        if self.seq_length > self.max_position_embeddings:
+            raise ValueError("seq_length must not exceed max_position_embeddings")
+        if min(self.layers, self.pretrain_steps + 1, self.seq_length, self.batch_size) < 1:
+            raise ValueError("layers, seq_length and batch_size must be positive; steps >= 0")
+
+
+def build_base_model(
+    path: Path,
+    options: BuildOptions = BuildOptions(),  # noqa: B008 - frozen, so sharing it is safe
+    *,
+    force: bool = False,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Build into a temporary sibling folder, then move it to `path` (a crash leaves no half model).
+
+    Refuses a non-empty `path` unless `force`, in which case it is replaced only once the new
+    model is complete.
+    """
+    path = Path(path)
+    report: Progress = on_progress or (lambda stage, done, total: None)
+    if path.exists() and not force and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(
+            f"{path} already exists and is not empty: choose another path or pass force=True "
+            "to replace it"
+        )
+    started = time.perf_counter()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.building-", dir=path.parent))
+    try:
+        report("tokenizer", 0, 1)
+        text = CORPUS.read_text(encoding="utf-8")
+        tokenizer = train_tokenizer(text, options.vocab_size)
+        hf_tokenizer = wrap_tokenizer(tokenizer, options.max_position_embeddings)
+        hf_tokenizer.save_pretrained(tmp)
+        report("tokenizer", 1, 1)
+
+        torch.manual_seed(options.seed)
+        model = LlamaForCausalLM(_config(options))
+        chunks = _training_chunks(tokenizer, text, options.seq_length)
+        loss = _pretrain(model, chunks, options, report)
+
+        report("save", 0, 1)
+        model.save_pretrained(tmp, safe_serialization=True)
+        _replace(tmp, path)
+        report("save", 1, 1)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {
+        "path": str(path),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vocab_size": model.config.vocab_size,
+        "tokenizer_vocab_size": tokenizer.get_vocab_size(),
+        "final_loss": loss,
+        "seconds": round(time.perf_counter() - started, 2),
+        "options": asdict(options),
+    }
+
+
+def train_tokenizer(text: str, vocab_size: int) -> Tokenizer:
+    """Byte-level BPE; the special tokens take ids 0..4 and nothing is added on encode."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(text.splitlines(keepends=True), trainer)
+    for i, token in enumerate(SPECIAL_TOKENS):
+        assert tokenizer.token_to_id(token) == i, f"{token} did not get id {i}"
+    return tokenizer
+
+
+def wrap_tokenizer(tokenizer: Tokenizer, max_length: int) -> PreTrainedTokenizerFast:
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token=SPECIAL_TOKENS[PAD_ID],
+        eos_token=SPECIAL_TOKENS[END_ID],
+        additional_special_tokens=SPECIAL_TOKENS[2:],
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=max_length,
+        padding_side="right",
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def render_chat(messages: list[dict[str, str]]) -> str:
+    """CHAT_TEMPLATE in plain Python (no jinja per line); tests check that both agree."""
+    return "".join(f"<|{m['role']}|>\n{m['content']}<|end|>" for m in messages)
+
+
+def chat_examples(lines: list[str]) -> Iterator[list[dict[str, str]]]:
+    """Q/A corpus lines become one user/assistant turn; other lines pair up as turns."""
+    pending: str | None = None
+    for i, line in enumerate(lines):
+        system = [{"role": "system", "content": SYSTEM_PROMPT}] if i % 3 == 0 else []
+        for q_mark, a_mark in _QA_MARKERS:
+            if line.startswith(q_mark) and a_mark in line:
+                q, a = line[len(q_mark) :].split(a_mark, 1)
+                yield [*system, {"role": "user", "content": q}, {"role": "assistant", "content": a}]
+                break
+        else:
+            if pending is None:
+                pending = line
+            else:
+                yield [
+                    *system,
+                    {"role": "user", "content": pending},
+                    {"role": "assistant", "content": line},
+                ]
+                pending = None
+
+
+def _config(options: BuildOptions) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=options.vocab_size,
+        hidden_size=options.hidden_size,
+        intermediate_size=options.intermediate_size,
+        num_hidden_layers=options.layers,
+        num_attention_heads=options.heads,
+        num_key_value_heads=options.kv_heads,
+        max_position_embeddings=options.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=END_ID,
+        pad_token_id=PAD_ID,
+        attention_dropout=0.0,
+        dtype="float32",
+    )
+
+
+def _training_chunks(tokenizer: Tokenizer, text: str, seq_length: int) -> torch.Tensor:
+    """Packed rows of `seq_length` tokens: the plain corpus, then the corpus as chat turns."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    plain = [t for enc in tokenizer.encode_batch(lines) for t in (*enc.ids, END_ID)]
+    rendered = [render_chat(m) for m in chat_examples(lines)]
+    chat = [t for enc in tokenizer.encode_batch(rendered) for t in enc.ids]
+    rows: list[torch.Tensor] = []
+    for stream in (plain, chat):
+        ids = torch.tensor(stream, dtype=torch.long)
+        usable = len(ids) // seq_length * seq_length
+        rows.append(ids[:usable].view(-1, seq_length))
+    return torch.cat(rows)
+
+
+def _pretrain(
+    model: LlamaForCausalLM, chunks: torch.Tensor, options: BuildOptions, report: Progress
+) -> float | None:
+    """AdamW with warmup and cosine decay over a seeded, epoch-wise permutation of the chunks."""
+    steps = options.pretrain_steps
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=options.learning_rate, betas=(0.9, 0.95), weight_decay=0.01
+    )
+    warmup = max(1, steps // 10)
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    generator = torch.Generator().manual_seed(options.seed)
+    order = torch.empty(0, dtype=torch.long)
+    loss_value: float | None = None
+    model.train()
+    report("pretrain", 0, steps)
+    for step in range(steps):
+        while len(order) < options.batch_size:
+            order = torch.cat([order, torch.randperm(len(chunks), generator=generator)])
+        batch, order = chunks[order[: options.batch_size]], order[options.batch_size :]
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_value = float(loss.detach())
+        report("pretrain", step + 1, steps)
+    model.eval()
+    return loss_value
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    """Move the finished build to `path`; an old folder there is removed only after the move."""
+    old: Path | None = None
+    if path.exists() or path.is_symlink():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+        path.rename(old)
+    tmp.rename(path)
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()

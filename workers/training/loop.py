@@ -1,0 +1,285 @@
+"""A plain torch training loop for LoRA adapters, tuned for CPU.
+
+Why not `transformers.Trainer`: we need cancellation between steps, our own early stopping and
+progress callbacks, and CPU throughput. Speed comes from (1) length-bucketed batches inside a
+seeded shuffle, so little compute goes to padding, and (2) running the LM head and the loss only
+at target positions (chat prompts are often most of the tokens): the decoder's last hidden
+states are gathered where a label exists, then projected to the vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from peft import PeftModel
+from torch import nn
+
+from workers.training.data import IGNORE, Example
+
+BUCKET_BATCHES = 50  # examples are length-sorted within windows of this many batches
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    learning_rate: float
+    epochs: int
+    batch_size: int
+    seed: int
+    eval_every: int | None = None  # steps; None -> about 4 evals per epoch
+    patience: int = 3  # evals without improvement before stopping early
+    min_delta: float = 1e-4
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("need learning_rate > 0, epochs >= 1 and batch_size >= 1")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise ValueError("eval_every must be >= 1")
+        if self.patience < 1 or not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError("need patience >= 1 and 0 <= warmup_ratio < 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("max_steps must be >= 1")
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total_steps: int
+    epoch: float
+    train_loss: float
+    eval_loss: float | None
+    tokens_per_second: float
+    tokens_seen: int
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    steps: int
+    total_steps: int
+    best_eval_loss: float | None
+    best_step: int
+    stopped_early: bool
+    cancelled: bool
+    train_tokens: int  # non-pad input tokens of the steps taken
+    seconds: float  # wall time of the whole call, evals included
+    tokens_per_second: float  # train_tokens / seconds spent in training steps (evals excluded)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    attention_mask: torch.Tensor | None  # None when no row is padded
+    n_tokens: int
+
+
+def _collate(examples: list[Example], pad_id: int) -> _Batch:
+    """Right-pad to the longest row of the batch."""
+    lengths = [len(e.input_ids) for e in examples]
+    width = max(lengths)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    for row, e in enumerate(examples):
+        ids[row, : lengths[row]] = torch.tensor(e.input_ids, dtype=torch.long)
+        labels[row, : lengths[row]] = torch.tensor(e.labels, dtype=torch.long)
+    mask = None
+    if min(lengths) != width:
+        mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
+    return _Batch(ids, labels, mask, sum(lengths))
+
+
+def _batch_order(lengths: list[int], batch_size: int, gen: torch.Generator) -> list[list[int]]:
+    """A seeded shuffle, length-sorted within windows, cut into batches in a shuffled order."""
+    perm = torch.randperm(len(lengths), generator=gen).tolist()
+    window = batch_size * BUCKET_BATCHES
+    batches: list[list[int]] = []
+    for start in range(0, len(perm), window):
+        chunk = sorted(perm[start : start + window], key=lambda i: lengths[i])
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    order = torch.randperm(len(batches), generator=gen).tolist()
+    return [batches[i] for i in order]
+
+
+def _causal_lm(model: nn.Module) -> nn.Module:
+    return model.get_base_model() if isinstance(model, PeftModel) else model
+
+
+def _split_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """(decoder, lm_head) when logits are exactly lm_head(decoder(...)), else None."""
+    lm = _causal_lm(model)
+    config = getattr(lm, "config", None)
+    decoder = getattr(lm, "base_model", lm)
+    head = getattr(lm, "lm_head", None)
+    if decoder is lm or head is None or config is None:
+        return None
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        return None
+    return decoder, head
+
+
+def _loss_sum(model: nn.Module, batch: _Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed next-token loss over target positions, number of target positions)."""
+    targets = batch.labels[:, 1:]
+    keep = targets != IGNORE
+    split = _split_head(model)
+    if split is None:
+        logits = model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+        ).logits[:, :-1][keep]
+    else:
+        decoder, head = split
+        hidden = decoder(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+        ).last_hidden_state
+        logits = head(hidden[:, :-1][keep])
+    loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+    return loss, keep.sum()
+
+
+def mean_loss(
+    model: nn.Module, examples: list[Example], *, batch_size: int, pad_id: int
+) -> tuple[float, int]:
+    """Mean next-token loss per target token over `examples`, and the number of target tokens."""
+    if not examples:
+        raise ValueError("no examples to score")
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64)
+    count = torch.zeros((), dtype=torch.long)
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                chunk = [examples[i] for i in order[start : start + batch_size]]
+                loss, n = _loss_sum(model, _collate(chunk, pad_id))
+                total += loss.double()
+                count += n
+    finally:
+        model.train(was_training)
+    n_tokens = int(count)
+    return (float(total) / n_tokens if n_tokens else math.nan), n_tokens
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warmup to 1 over `warmup` steps, then linear decay; `step` is 0-based."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def _optimizer(params: list[nn.Parameter], cfg: LoopConfig) -> torch.optim.Optimizer:
+    kwargs = {"lr": cfg.learning_rate, "weight_decay": cfg.weight_decay}
+    try:  # one fused kernel for all LoRA tensors; CPU support depends on the torch build
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(params, foreach=True, **kwargs)
+
+
+def train(
+    model: PeftModel,
+    train_set: list[Example],
+    eval_set: list[Example],
+    cfg: LoopConfig,
+    *,
+    pad_id: int,
+    on_step: Callable[[Progress], bool] | None = None,
+    on_eval: Callable[[Progress], None] | None = None,
+) -> LoopResult:
+    """Train the model's trainable (LoRA) parameters; end with the weights of the best eval.
+
+    `on_step` runs after every optimizer step; returning False cancels the run right there.
+    With an empty `eval_set` nothing is evaluated and the last weights are kept.
+    Same data, config, seed and thread count on CPU -> bitwise identical weights.
+    """
+    if not train_set:
+        raise ValueError("empty training set")
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError("the model has no trainable parameters")
+    params = [p for _, p in named]
+    per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    total = cfg.epochs * per_epoch
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    warmup = math.ceil(total * cfg.warmup_ratio)
+    eval_every = cfg.eval_every or max(1, per_epoch // 4)
+    lengths = [len(e.input_ids) for e in train_set]
+    optimizer = _optimizer(params, cfg)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    started = time.perf_counter()
+    step = tokens = bad_evals = 0
+    train_seconds = 0.0
+    best: float | None = None
+    best_step = 0
+    best_state: list[torch.Tensor] | None = None
+    stopped = cancelled = False
+
+    def progress(loss: float, eval_loss: float | None) -> Progress:
+        tps = tokens / train_seconds if train_seconds > 0 else 0.0
+        return Progress(step, total, step / per_epoch, loss, eval_loss, tps, tokens)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # LoRA dropout draws from the global generator
+        model.train()
+        while step < total and not (stopped or cancelled):
+            for idx in _batch_order(lengths, cfg.batch_size, gen):
+                t0 = time.perf_counter()
+                batch = _collate([train_set[i] for i in idx], pad_id)
+                loss_sum, n = _loss_sum(model, batch)
+                loss = loss_sum / n.clamp(min=1)
+                loss.backward()
+                if cfg.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.learning_rate * _lr_factor(step, warmup, total)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                tokens += batch.n_tokens
+                train_loss = float(loss.detach())
+                train_seconds += time.perf_counter() - t0
+
+                if on_step is not None and on_step(progress(train_loss, None)) is False:
+                    cancelled = True
+                    break
+                if eval_set and (step % eval_every == 0 or step == total):
+                    eval_loss, _ = mean_loss(model, eval_set, batch_size=cfg.batch_size, pad_id=pad_id)
+                    if on_eval is not None:
+                        on_eval(progress(train_loss, eval_loss))
+                    if best is None or eval_loss < best - cfg.min_delta:
+                        best, best_step, bad_evals = eval_loss, step, 0
+                        best_state = [p.detach().clone() for p in params]
+                    else:
+                        bad_evals += 1
+                        stopped = bad_evals >= cfg.patience
+                if stopped or step >= total:
+                    break
+
+        if best_state is not None and best_step != step:
+            with torch.no_grad():
+                for p, saved in zip(params, best_state, strict=True):
+                    p.copy_(saved)
+        if best is None:
+            best_step = step
+
+    seconds = time.perf_counter() - started
+    return LoopResult(
+        steps=step,
+        total_steps=total,
+        best_eval_loss=best,
+        best_step=best_step,
+        stopped_early=stopped,
+        cancelled=cancelled,
+        train_tokens=tokens,
+        seconds=seconds,
+        tokens_per_second=tokens / train_seconds if train_seconds > 0 else 0.0,
+    )
