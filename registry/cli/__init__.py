@@ -7,6 +7,7 @@ import json
 import typer
 
 from registry.cli import demo as demo_cmd
+from registry.cli import work as work_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="loraplex platform CLI")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema")
@@ -16,6 +17,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(serve_app, name="serve")
 app.command("demo", help="Run the embedded platform and walk through the main flow")(demo_cmd.run)
+app.command("worker")(work_cmd.worker)
+app.add_typer(work_cmd.jobs_app, name="jobs")
 
 
 @db_app.command("upgrade")

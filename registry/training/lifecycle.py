@@ -186,8 +186,15 @@ class JobLifecycle:
         return out
 
     def stale_queued(self, session: Session, *, older_than: dt.datetime) -> list[uuid.UUID]:
-        """Queued jobs nobody picked up (a lost message, an embedded process restart)."""
-        return [j.id for j in PlatformJobRepository(session).queued_before(older_than)]
+        """Queued jobs nobody picked up (a lost message, an embedded process restart). Each is
+        touched, so it is re-sent at most once per staleness period; a duplicate message is
+        harmless (the claim is a check-and-set)."""
+        jobs = PlatformJobRepository(session).queued_before(older_than)
+        now = utcnow()
+        for job in jobs:
+            job.updated_at = now
+        session.flush()
+        return [j.id for j in jobs]
 
 
 def _prefix(job: TrainingJob) -> str:

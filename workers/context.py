@@ -1,0 +1,67 @@
+"""What a worker process needs: settings, a database session factory, the object store, and
+the queue to send follow-up tasks to. One per process (or per embedded app)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.app import open_configured_store
+from registry.auth.principal import Principal
+from registry.db import make_engine, make_sessionmaker
+from registry.settings import Settings, get_settings
+from registry.storage import ObjectStore
+from registry.tasks import TaskQueue, make_queue
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: ObjectStore
+    queue: TaskQueue
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction; committed on success, then its after-commit sends go out."""
+        session = self.sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            session.info.pop("after_commit", None)
+            raise
+        finally:
+            session.close()
+        for callback in session.info.pop("after_commit", []):
+            callback()
+
+    @property
+    def actor(self) -> Principal:
+        return Principal.local_operator(f"worker:{socket.gethostname()}")
+
+
+def build_context(settings: Settings, queue: TaskQueue | None = None) -> WorkerContext:
+    url = settings.resolved_database_url
+    sized = {} if url.startswith("sqlite") else {"pool_size": 4, "max_overflow": 4}
+    engine = make_engine(url, **sized)
+    return WorkerContext(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        store=open_configured_store(settings),
+        queue=queue or make_queue(settings),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_context() -> WorkerContext:
+    return build_context(get_settings())

@@ -1,0 +1,32 @@
+"""Running tasks in-process (no broker): the embedded default's worker."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from registry.settings import Settings
+from registry.tasks import REAP, TRAIN, TaskQueue
+from workers.context import WorkerContext, build_context
+
+_contexts: dict[int, WorkerContext] = {}
+
+
+def _context(settings: Settings, queue: TaskQueue) -> WorkerContext:
+    key = id(queue)
+    if key not in _contexts:
+        _contexts[key] = build_context(settings, queue)
+    return _contexts[key]
+
+
+def run_task(name: str, args: list[Any], *, settings: Settings, queue: TaskQueue) -> None:
+    from workers.reaper import reap
+    from workers.train_job import run_training
+
+    ctx = _context(settings, queue)
+    handlers: dict[str, Callable[[], None]] = {
+        TRAIN: lambda: run_training(ctx, args[0], host=f"embedded@{socket.gethostname()}"),
+        REAP: lambda: reap(ctx),
+    }
+    handlers[name]()

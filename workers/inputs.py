@@ -1,0 +1,90 @@
+"""Everything a training job reads, loaded once from the registry and the object store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from registry.adapters.repository import VersionRepository
+from registry.aliases.repository import AliasRepository
+from registry.base_models.repository import BaseModelRepository
+from registry.datasets.repository import DatasetRepository
+from registry.models import Adapter, AdapterVersion, BaseModel, Dataset, Tenant, TrainingJob
+from registry.storage import ObjectStore
+from registry.training.lifecycle import artifact_prefix, lifecycle
+from workers.cache import DigestMismatch
+
+
+class JobInputError(Exception):
+    """The job cannot succeed as asked (bad data, nothing to train on): no retry."""
+
+
+@dataclass
+class JobInputs:
+    job: TrainingJob
+    tenant: Tenant
+    adapter: Adapter
+    version: AdapterVersion
+    base: BaseModel
+    train_sets: list[Dataset]
+    validation: Dataset | None
+    production: AdapterVersion | None
+    prefix: str
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.job.config
+
+
+def load_inputs(session: Session, job: TrainingJob) -> JobInputs:
+    tenant = session.get(Tenant, job.tenant_id)
+    adapter = lifecycle.adapter(session, job)
+    base = BaseModelRepository(session).get(adapter.base_model_id)
+    assert tenant is not None and base is not None
+    datasets = DatasetRepository(session, job.tenant_id)
+    train_sets = []
+    for raw in job.dataset_ids:
+        found = datasets.get(uuid.UUID(raw))
+        if found is None:
+            raise JobInputError(f"dataset {raw} no longer exists")
+        train_sets.append(found)
+    validation = datasets.get(job.validation_dataset_id) if job.validation_dataset_id else None
+    production = None
+    alias = AliasRepository(session, job.tenant_id).get(adapter.id, "production")
+    if alias is not None:
+        production = VersionRepository(session, job.tenant_id).get_by_id(alias.version_id)
+    return JobInputs(
+        job=job,
+        tenant=tenant,
+        adapter=adapter,
+        version=lifecycle.version(session, job),
+        base=base,
+        train_sets=train_sets,
+        validation=validation,
+        production=production,
+        prefix=artifact_prefix(job),
+    )
+
+
+def read_rows(store: ObjectStore, dataset: Dataset) -> list[dict[str, Any]]:
+    """The dataset's rows, after checking the stored bytes against the registered digest."""
+    data = store.get_bytes(dataset.object_key)
+    got = hashlib.sha256(data).hexdigest()
+    if got != dataset.sha256:
+        raise DigestMismatch(
+            f"dataset {dataset.name} v{dataset.version}: stored sha256 {got}, "
+            f"registered {dataset.sha256}"
+        )
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def rows_digest(rows: list[dict[str, Any]]) -> str:
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps(row, sort_keys=True, separators=(",", ":")).encode() + b"\n")
+    return digest.hexdigest()

@@ -1,0 +1,42 @@
+"""Finds jobs whose worker died (lease expired) and retries or fails them; re-sends queued
+jobs whose message was lost. Runs from beat every `reaper_interval_seconds`."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import structlog
+
+from registry.db import after_commit, utcnow
+from registry.tasks import TRAIN
+from registry.training.lifecycle import lifecycle
+from workers.cache import delete_prefix
+from workers.context import WorkerContext
+
+log = structlog.get_logger(__name__)
+
+
+def retry_delay(ctx: WorkerContext, attempts: int) -> float:
+    return float(ctx.settings.job_retry_backoff_seconds * 2 ** max(0, attempts - 1))
+
+
+def reap(ctx: WorkerContext, *, now: dt.datetime | None = None) -> dict[str, int]:
+    now = now or utcnow()
+    stale_after = dt.timedelta(seconds=max(600, 10 * ctx.settings.job_lease_seconds))
+    with ctx.session() as session:
+        reaped = lifecycle.reap(session, now=now)
+        stale = lifecycle.stale_queued(session, older_than=now - stale_after)
+        for item in reaped:
+            if item.requeued:
+                after_commit(session, lambda i=item: ctx.queue.send(TRAIN, [str(i.job_id)]))
+        for job_id in stale:
+            after_commit(session, lambda j=job_id: ctx.queue.send(TRAIN, [str(j)]))
+    for item in reaped:
+        if item.artifact_prefix:
+            delete_prefix(ctx.store, item.artifact_prefix)
+        log.warning("job.reaped", job_id=str(item.job_id), requeued=item.requeued)
+    return {
+        "requeued": sum(r.requeued for r in reaped),
+        "failed": sum(not r.requeued for r in reaped),
+        "resent": len(stale),
+    }
