@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -114,11 +115,23 @@ def s3_store(endpoint: str, prefix: str) -> ObjectStore:
     return open_store(f"s3://{BUCKET}/{prefix}", s3_endpoint_url=endpoint, s3_region="us-east-1")
 
 
+class RecordingQueue:
+    """Tasks the app sent, kept instead of run (API tests; real workers: tests/workers)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list[Any], float]] = []
+
+    def send(self, name: str, args: Sequence[Any] = (), *, countdown: float = 0) -> None:
+        self.sent.append((name, list(args), countdown))
+
+
 class Stack:
     """An app wired to one backend, isolated for one test."""
 
     def __init__(self, kind: str, app: FastAPI, engine: Engine) -> None:
         self.kind, self.app, self.engine = kind, app, engine
+        self.tasks = RecordingQueue()
+        app.state.tasks = self.tasks
 
     @property
     def store(self) -> ObjectStore:

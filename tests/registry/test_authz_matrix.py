@@ -37,7 +37,7 @@ ACCESS: dict[str, dict[str, int | str]] = {
     "base_model_write": {"own": 403, "other": 403, "ops": "2xx", "auditor": 403, **_UNAUTH},
 }
 
-JSONL = b'{"prompt": "2+2?", "completion": "4"}\n'
+JSONL = b'{"prompt": "2+2?", "completion": "4"}\n{"prompt": "3+3?", "completion": "6"}\n'
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ def _adapter_files() -> dict[str, Any]:
 
 AD = "/v1/tenants/{tenant}/adapters/{name}"
 VER = AD + "/versions/{version}"
+JOBS = "/v1/tenants/{tenant}/training-jobs"
 _DRIFT = {
     "metric": "psi",
     "value": 0.1,
@@ -121,6 +122,7 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/tenants/{tenant}/adapters", "tenant_read"),
     Endpoint("GET", AD, "tenant_read"),
     Endpoint("POST", AD + "/archive", "tenant_write"),
+    Endpoint("PUT", AD + "/promotion-policy", "tenant_write", json=lambda c: {"mode": "auto"}),
     Endpoint("GET", AD + "/versions", "tenant_read"),
     Endpoint("POST", AD + "/versions", "tenant_write", files=_adapter_files),
     Endpoint("GET", VER, "tenant_read"),
@@ -142,6 +144,16 @@ ENDPOINTS = [
     Endpoint("GET", VER + "/lineage?format=prov", "tenant_read"),
     Endpoint("POST", AD + "/drift-metrics", "tenant_write", json=lambda c: _DRIFT),
     Endpoint("GET", AD + "/drift-metrics", "tenant_read"),
+    Endpoint(
+        "POST",
+        JOBS,
+        "tenant_write",
+        json=lambda c: {"adapter": "support", "dataset_ids": [c["dataset_id"]]},
+    ),
+    Endpoint("GET", JOBS, "tenant_read"),
+    Endpoint("GET", JOBS + "/{job_id}", "tenant_read"),
+    Endpoint("POST", JOBS + "/{job_id}/cancel", "tenant_write"),
+    Endpoint("GET", "/v1/training-jobs", "audit"),
     Endpoint("GET", "/v1/audit/events", "audit"),
     Endpoint("GET", "/v1/audit/verify", "audit"),
 ]
@@ -214,9 +226,17 @@ def _build(world: World, base_dir: Path) -> dict[str, str]:
             "/v1/tenants/acme/adapters/support/aliases/production", json={"version": 1}, headers=h
         ),
     ]
+    calls.append(
+        world.http.post(
+            "/v1/tenants/acme/training-jobs",
+            headers=h,
+            json={"adapter": "support", "dataset_ids": [calls[1].json()["id"]]},
+        )
+    )
     for resp in calls:
         assert resp.status_code in (200, 201), resp.text
     return {
+        "job_id": calls[-1].json()["id"],
         "tenant": "acme",
         "dataset_id": calls[1].json()["id"],
         "client_id": calls[2].json()["client_id"],
