@@ -7,6 +7,7 @@ import json
 import typer
 
 from registry.cli import demo as demo_cmd
+from registry.cli import dev as dev_cmd
 from registry.cli import work as work_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="loraplex platform CLI")
@@ -16,8 +17,10 @@ serve_app = typer.Typer(no_args_is_help=True, help="Run services")
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(serve_app, name="serve")
+app.add_typer(dev_cmd.app, name="dev")
 app.command("demo", help="Run the embedded platform and walk through the main flow")(demo_cmd.run)
 app.command("worker")(work_cmd.worker)
+app.command("beat")(work_cmd.beat)
 app.add_typer(work_cmd.jobs_app, name="jobs")
 
 

@@ -25,6 +25,17 @@ def worker(
     app.worker_main(argv)
 
 
+def beat() -> None:
+    """Run the periodic scheduler (exactly one per deployment): the job reaper, and later the
+    schedule and drift ticks."""
+    from registry.settings import get_settings
+    from workers.celery_app import app
+
+    home = get_settings().home_dir
+    home.mkdir(parents=True, exist_ok=True)
+    app.Beat(loglevel="INFO", schedule=str(home / "celerybeat-schedule")).run()
+
+
 @jobs_app.command("reap")
 def reap() -> None:
     """Retry or fail jobs whose worker stopped renewing its lease (what beat runs periodically)."""

@@ -18,7 +18,7 @@ import httpx
 from tests.live import BUCKET, LiveRegistry, start_registry
 from tests.services import AWS_ENV, _die_with
 
-WORKER = [sys.executable, "-m", "registry.cli", "worker"]
+CLI = [sys.executable, "-m", "registry.cli"]
 DONE = {"succeeded", "failed", "cancelled"}
 
 
@@ -44,11 +44,16 @@ def tiny_base_model(steps: int = 60) -> Path:
 
 
 class Worker:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    """`loraplex worker` (or, with beat=True, `loraplex beat`) as a child process."""
+
+    def __init__(self, env: dict[str, str], log: Path, *, beat: bool = False) -> None:
         self.log = log
+        cmd = (
+            [*CLI, "beat"] if beat else [*CLI, "worker", "--pool", "threads", "--concurrency", "2"]
+        )
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [*WORKER, "--pool", "threads", "--concurrency", "2", "--beat"],
+                cmd,
                 env=env,
                 cwd=log.parent,  # beat writes its schedule file here
                 stdin=subprocess.DEVNULL,
@@ -81,6 +86,7 @@ class Platform:
         }
         self.live: LiveRegistry = start_registry(pg_admin_url, s3_endpoint, extra_env=env)
         self.workers: list[Worker] = []
+        self.beat = Worker(self.live.env, self.live.home / "beat.log", beat=True)  # the reaper
         self.http = self.live.http(timeout=60)
         self.ops = self.live.bearer()
         self.s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", **_creds())
@@ -145,7 +151,7 @@ class Platform:
             token = page["NextContinuationToken"]
 
     def close(self) -> None:
-        for worker in self.workers:
+        for worker in [*self.workers, self.beat]:
             worker.stop()
         self.http.close()
         self.live.stop()

@@ -116,10 +116,10 @@ def test_a_worker_killed_mid_training_leaves_nothing_visible_and_the_job_is_retr
     platform: Platform,
 ) -> None:
     p = platform
-    _adapter(p, "killme", early_stopping_patience=0, epochs=30, max_steps=60)
+    _adapter(p, "killme", early_stopping_patience=0, epochs=30, max_steps=30)
     job = _job(p, "killme", _dataset(p, "kill"))
     running = p.wait_job(job["id"], until={"running"}, step=3)
-    assert running["progress"]["step"] < 60
+    assert running["progress"]["step"] < 30
     p.workers[-1].kill()
     killed_at = time.monotonic()
     version = _version(p, "killme", 1)
@@ -131,7 +131,7 @@ def test_a_worker_killed_mid_training_leaves_nothing_visible_and_the_job_is_retr
         "/v1/tenants/acme/adapters/killme/versions/1/files/manifest.json", headers=p.acme
     )
     assert resp.status_code == 404
-    p.start_worker()  # its beat runs the reaper
+    p.start_worker()  # meanwhile beat has run the reaper
     deadline = time.monotonic() + 60
     while "retrying" not in _kinds(p.wait_job(job["id"], until={"queued", "running"}, timeout=60)):
         assert time.monotonic() < deadline, p.worker_log()[-3000:]
