@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
@@ -26,7 +28,7 @@ from registry.lineage.endpoints import router as lineage_router
 from registry.logging import RequestLogMiddleware
 from registry.settings import Settings, get_settings
 from registry.storage import ObjectStore, open_store
-from registry.tasks import make_queue
+from registry.tasks import REAP, InProcessQueue, make_queue
 from registry.tenants.endpoints import router as tenants_router
 from registry.training.endpoints import router as training_router
 
@@ -46,6 +48,17 @@ def open_configured_store(settings: Settings) -> ObjectStore:
     )
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The embedded default has no beat: its server runs the job reaper itself."""
+    tasks = app.state.tasks
+    if isinstance(tasks, InProcessQueue):
+        tasks.start_periodic(REAP, app.state.settings.reaper_interval_seconds)
+    yield
+    if isinstance(tasks, InProcessQueue):
+        tasks.shutdown()
+
+
 def create_app(settings: Settings | None = None, *, engine_kwargs: dict | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.home_dir.mkdir(parents=True, exist_ok=True)
@@ -55,6 +68,7 @@ def create_app(settings: Settings | None = None, *, engine_kwargs: dict | None =
         title="loraplex registry",
         version="0.1.0",
         description="Multi-tenant LoRA adapter registry: the system of record.",
+        lifespan=_lifespan,
     )
     engine = make_engine(settings.resolved_database_url, **(engine_kwargs or {}))
     keys = load_signing_keys(settings)

@@ -65,6 +65,16 @@ class InProcessQueue:
         else:
             pool.submit(self._run, name, list(args))
 
+    def start_periodic(self, name: str, every_seconds: float) -> None:
+        """What beat does with a broker: here a daemon thread (the embedded server only)."""
+        self._stop = threading.Event()
+
+        def loop() -> None:
+            while not self._stop.wait(every_seconds):
+                self.send(name)
+
+        threading.Thread(target=loop, name=f"loraplex-periodic-{name}", daemon=True).start()
+
     def _run(self, name: str, args: list[Any]) -> None:
         from workers.embedded import run_task  # the worker code, imported only when used
 
@@ -74,6 +84,8 @@ class InProcessQueue:
             log.exception("task.failed", task=name)
 
     def shutdown(self) -> None:
+        if hasattr(self, "_stop"):
+            self._stop.set()
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
 

@@ -97,7 +97,7 @@ def run(
     try:
         _wait_ready(base, server)
         console.print(f"registry up at {base} (OpenAPI: {base}/docs; log: {log.name})")
-        _walkthrough(base, ops, auditor)
+        _walkthrough(base, env, ops, auditor)
     finally:
         server.terminate()
         server.wait(timeout=15)
@@ -119,7 +119,9 @@ def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
     raise SystemExit("the registry did not become ready in 30 s")
 
 
-def _walkthrough(base: str, ops: dict[str, str], auditor: dict[str, str]) -> None:
+def _walkthrough(
+    base: str, env: dict[str, str], ops: dict[str, str], auditor: dict[str, str]
+) -> None:
     ops_h = {"Authorization": f"Bearer {_token(base, ops['client_id'], ops['client_secret'])}"}
 
     _step("2. Ops create two tenants and an API client for each")
@@ -163,14 +165,19 @@ def _walkthrough(base: str, ops: dict[str, str], auditor: dict[str, str]) -> Non
         )
     )
 
-    _step("5. Tenant globex cannot see acme's data (404, not 403)")
+    _step("5. Acme trains a LoRA adapter on its data; evals decide the promotion")
+    from registry.cli import demo_training
+
+    demo_training.walkthrough(base, env, ops_h, acme_h)
+
+    _step("6. Tenant globex cannot see acme's data (404, not 403)")
     globex = secrets["globex"]
     globex_h = {
         "Authorization": "Bearer " + _token(base, globex["client_id"], globex["client_secret"])
     }
     _show(httpx.get(f"{base}/v1/tenants/acme/datasets/{ds['id']}", headers=globex_h))
 
-    _step("6. The auditor reads the tamper-evident audit log and verifies the chain")
+    _step("7. The auditor reads the tamper-evident audit log and verifies the chain")
     aud_h = {
         "Authorization": "Bearer " + _token(base, auditor["client_id"], auditor["client_secret"])
     }
