@@ -52,9 +52,7 @@ def _messages(row: dict[str, Any]) -> Messages | None:
 
 
 def _render(tokenizer: PreTrainedTokenizerBase, messages: Messages, generation: bool) -> str:
-    text = tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=generation
-    )
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
     if not isinstance(text, str):
         raise TypeError("apply_chat_template(tokenize=False) did not return a string")
     return text
@@ -64,7 +62,9 @@ def _encode(tokenizer: PreTrainedTokenizerBase, text: str, special: bool = False
     return list(tokenizer.encode(text, add_special_tokens=special)) if text else []
 
 
-def _chat_segments(tokenizer: PreTrainedTokenizerBase, messages: Messages) -> list[tuple[str, bool]]:
+def _chat_segments(
+    tokenizer: PreTrainedTokenizerBase, messages: Messages
+) -> list[tuple[str, bool]]:
     """(text, trained) pieces up to the end of the last assistant turn.
 
     Trained = what the template adds for an assistant message after the generation prompt:
@@ -90,7 +90,9 @@ def _chat_segments(tokenizer: PreTrainedTokenizerBase, messages: Messages) -> li
     return segments
 
 
-def _pieces(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> list[tuple[list[int], bool]]:
+def _pieces(
+    row: dict[str, Any], tokenizer: PreTrainedTokenizerBase
+) -> list[tuple[list[int], bool]]:
     messages = _messages(row)
     if messages is None:
         if tokenizer.eos_token_id is None:
@@ -99,7 +101,9 @@ def _pieces(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> list[tup
             (_encode(tokenizer, row["prompt"], special=True), False),
             (_encode(tokenizer, row["completion"]) + [int(tokenizer.eos_token_id)], True),
         ]
-    return [(_encode(tokenizer, text), trained) for text, trained in _chat_segments(tokenizer, messages)]
+    return [
+        (_encode(tokenizer, text), trained) for text, trained in _chat_segments(tokenizer, messages)
+    ]
 
 
 def render_row(
@@ -159,7 +163,10 @@ def split_heldout(
 
 
 def prompt_and_answer(row: dict[str, Any]) -> tuple[Messages | str, str]:
-    """Chat: (messages before the last assistant message, its content); else (prompt, completion)."""
+    """Chat: (messages before the last assistant message, its content).
+
+    Prompt/completion: (prompt, completion).
+    """
     messages = _messages(row)
     if messages is None:
         return row["prompt"], row["completion"]

@@ -176,11 +176,11 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 def _optimizer(params: list[nn.Parameter], cfg: LoopConfig) -> torch.optim.Optimizer:
-    kwargs = {"lr": cfg.learning_rate, "weight_decay": cfg.weight_decay}
+    lr, decay = cfg.learning_rate, cfg.weight_decay
     try:  # one fused kernel for all LoRA tensors; CPU support depends on the torch build
-        return torch.optim.AdamW(params, fused=True, **kwargs)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay, fused=True)
     except (RuntimeError, TypeError):
-        return torch.optim.AdamW(params, foreach=True, **kwargs)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay, foreach=True)
 
 
 def train(
@@ -201,10 +201,9 @@ def train(
     """
     if not train_set:
         raise ValueError("empty training set")
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not named:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
         raise ValueError("the model has no trainable parameters")
-    params = [p for _, p in named]
     per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total = cfg.epochs * per_epoch
     if cfg.max_steps is not None:
@@ -227,6 +226,7 @@ def train(
         tps = tokens / train_seconds if train_seconds > 0 else 0.0
         return Progress(step, total, step / per_epoch, loss, eval_loss, tps, tokens)
 
+    was_training = model.training
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # LoRA dropout draws from the global generator
         model.train()
@@ -252,7 +252,9 @@ def train(
                     cancelled = True
                     break
                 if eval_set and (step % eval_every == 0 or step == total):
-                    eval_loss, _ = mean_loss(model, eval_set, batch_size=cfg.batch_size, pad_id=pad_id)
+                    eval_loss, _ = mean_loss(
+                        model, eval_set, batch_size=cfg.batch_size, pad_id=pad_id
+                    )
                     if on_eval is not None:
                         on_eval(progress(train_loss, eval_loss))
                     if best is None or eval_loss < best - cfg.min_delta:
@@ -270,6 +272,7 @@ def train(
                     p.copy_(saved)
         if best is None:
             best_step = step
+    model.train(was_training)
 
     seconds = time.perf_counter() - started
     return LoopResult(

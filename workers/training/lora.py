@@ -6,7 +6,6 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -35,7 +34,7 @@ def attach_lora(
         raise ValueError("target_modules must not be empty")
     config = LoraConfig(
         r=rank,
-        lora_alpha=alpha,
+        lora_alpha=int(alpha) if float(alpha).is_integer() else alpha,  # type: ignore[arg-type]
         lora_dropout=dropout,
         target_modules=sorted(set(target_modules)),
         bias="none",
@@ -46,17 +45,6 @@ def attach_lora(
         peft_model = get_peft_model(model, config)
     assert isinstance(peft_model, PeftModel)
     return peft_model
-
-
-def _stable(value: Any) -> Any:
-    """Sets become sorted lists: their iteration order changes with PYTHONHASHSEED."""
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=str)
-    if isinstance(value, dict):
-        return {k: _stable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_stable(v) for v in value]
-    return value
 
 
 def save_adapter(model: PeftModel, folder: Path, *, base_model_name: str) -> dict[str, Path]:
@@ -71,11 +59,15 @@ def save_adapter(model: PeftModel, folder: Path, *, base_model_name: str) -> dic
         raise ValueError("save_adapter needs exactly one active adapter")
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True, selected_adapters=[adapter])
+        model.save_pretrained(
+            tmp, safe_serialization=True, selected_adapters=[adapter], save_embedding_layers=False
+        )
         saved = Path(tmp) if adapter == "default" else Path(tmp) / adapter
         config = json.loads((saved / CONFIG).read_text())
         config["base_model_name_or_path"] = base_model_name
-        config = _stable(config)
+        for key, value in model.peft_config[adapter].to_dict().items():
+            if isinstance(value, set | frozenset):  # PEFT lists these in hash-seeded set order
+                config[key] = sorted(value, key=str)
         (folder / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         shutil.move(saved / WEIGHTS, folder / WEIGHTS)
     return {WEIGHTS: folder / WEIGHTS, CONFIG: folder / CONFIG}
