@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     cache_dir: Path | None = Field(
         default=None, description="Base model and adapter cache; default: home/cache"
     )
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="CPU threads per training job; default: torch's own"
+    )
     heldout_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
     eval_max_generate: int = Field(
         default=64, ge=0, description="held-out examples scored by generation (exact match, JSON)"

@@ -67,7 +67,8 @@ def run_training(ctx: WorkerContext, job_id: str, *, host: str) -> None:
             after_commit(
                 session, lambda: ctx.queue.send(TRAIN, [job_id], countdown=BUSY_RETRY_SECONDS)
             )
-        inputs = load_inputs(session, claim.job) if claim.state == "claimed" else None
+        claimed = claim.job if claim.state == "claimed" else None
+        inputs = load_inputs(session, claimed) if claimed is not None else None
     if inputs is None:
         log.info("job.not_claimed", job_id=job_id, state=claim.state)
         return
@@ -138,6 +139,8 @@ def _pipeline(ctx: WorkerContext, inputs: JobInputs, heart: Heartbeat) -> None:
     heldout_digest = rows_digest(heldout_rows)
 
     base_dir = base_model_path(inputs.base, settings)
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
     torch.manual_seed(cfg["seed"])
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
