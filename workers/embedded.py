@@ -25,7 +25,7 @@ def run_task(name: str, args: list[Any], *, settings: Settings, queue: TaskQueue
     from workers.train_job import run_training
 
     ctx = _context(settings, queue)
-    handlers: dict[str, Callable[[], None]] = {
+    handlers: dict[str, Callable[[], object]] = {
         TRAIN: lambda: run_training(ctx, args[0], host=f"embedded@{socket.gethostname()}"),
         REAP: lambda: reap(ctx),
     }

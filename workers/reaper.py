@@ -4,6 +4,7 @@ jobs whose message was lost. Runs from beat every `reaper_interval_seconds`."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import structlog
 
@@ -20,17 +21,18 @@ def retry_delay(ctx: WorkerContext, attempts: int) -> float:
     return float(ctx.settings.job_retry_backoff_seconds * 2 ** max(0, attempts - 1))
 
 
+def _sender(ctx: WorkerContext, job_id: str) -> Callable[[], None]:
+    return lambda: ctx.queue.send(TRAIN, [job_id])
+
+
 def reap(ctx: WorkerContext, *, now: dt.datetime | None = None) -> dict[str, int]:
     now = now or utcnow()
     stale_after = dt.timedelta(seconds=max(600, 10 * ctx.settings.job_lease_seconds))
     with ctx.session() as session:
         reaped = lifecycle.reap(session, now=now)
         stale = lifecycle.stale_queued(session, older_than=now - stale_after)
-        for item in reaped:
-            if item.requeued:
-                after_commit(session, lambda i=item: ctx.queue.send(TRAIN, [str(i.job_id)]))
-        for job_id in stale:
-            after_commit(session, lambda j=job_id: ctx.queue.send(TRAIN, [str(j)]))
+        for job_id in [r.job_id for r in reaped if r.requeued] + stale:
+            after_commit(session, _sender(ctx, str(job_id)))
     for item in reaped:
         if item.artifact_prefix:
             delete_prefix(ctx.store, item.artifact_prefix)
