@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from registry.app import open_configured_store
 from registry.auth.principal import Principal
-from registry.db import make_engine, make_sessionmaker
+from registry.db import make_engine, make_sessionmaker, run_unit_of_work
 from registry.settings import Settings, get_settings
 from registry.storage import ObjectStore
 from registry.tasks import TaskQueue, make_queue
@@ -31,18 +31,7 @@ class WorkerContext:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction; committed on success, then its after-commit sends go out."""
-        session = self.sessions()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            session.info.pop("after_commit", None)
-            raise
-        finally:
-            session.close()
-        for callback in session.info.pop("after_commit", []):
-            callback()
+        yield from run_unit_of_work(self.sessions)
 
     @property
     def actor(self) -> Principal:
