@@ -17,7 +17,7 @@ console = Console()
 @app.command("make-base-model")
 def make_base_model(
     path: Path = typer.Argument(..., help="folder to create (must not exist, or be empty)"),
-    steps: int | None = typer.Option(None, min=0, help="pre-training steps [default: 300]"),
+    steps: int | None = typer.Option(None, min=0, help="pre-training steps (default: 300)"),
     seed: int = typer.Option(0, help="seed for weights and data order"),
     force: bool = typer.Option(False, "--force", help="replace a non-empty PATH"),
 ) -> None:
@@ -47,7 +47,10 @@ def make_base_model(
 
         try:
             summary = build_base_model(path, options, force=force, on_progress=on_progress)
-        except FileExistsError as e:
-            raise typer.BadParameter(str(e), param_hint="PATH") from None
+        except FileExistsError:
+            raise typer.BadParameter(
+                f"{path} already exists and is not empty; pass --force to replace it",
+                param_hint="PATH",
+            ) from None
     summary.pop("options", None)
     console.print_json(json.dumps(summary))

@@ -122,12 +122,16 @@ def test_registry_inspector_accepts_it(built: tuple[Path, dict[str, Any]]) -> No
 
 
 def test_same_options_same_bytes(tmp_path: Path) -> None:
+    import torch
+
     options = BuildOptions(pretrain_steps=3)
     digests = set()
+    rng_state = torch.get_rng_state()
     for name in ("a", "b"):
         build_base_model(tmp_path / name, options)
         digests.add(sha256(tmp_path / name / "model.safetensors"))
     assert len(digests) == 1
+    assert torch.equal(torch.get_rng_state(), rng_state)  # the caller's RNG is left alone
     build_base_model(tmp_path / "c", BuildOptions(pretrain_steps=3, seed=1))
     assert sha256(tmp_path / "c" / "model.safetensors") not in digests
     assert sha256(tmp_path / "a" / "tokenizer.json") == sha256(tmp_path / "c" / "tokenizer.json")

@@ -5,9 +5,9 @@ hub: a byte-level BPE tokenizer trained on `corpus.txt`, and a 4-layer Llama bri
 on the same text (plain and rendered through the chat template), saved in the standard Hugging
 Face layout (`config.json`, `model.safetensors`, tokenizer files) that transformers and vLLM load.
 
-Same options on the same machine (and the same torch thread count) give a byte-identical
+Same options on the same machine (same torch thread count and build) give a byte-identical
 `model.safetensors`: the seed fixes the initial weights, the data order is a seeded permutation,
-and there is no dropout.
+and there is no dropout. The caller's global torch RNG state is left as it was.
 """
 
 from __future__ import annotations
@@ -115,10 +115,11 @@ def build_base_model(
         _portable_tokenizer_config(tmp / "tokenizer_config.json")
         report("tokenizer", 1, 1)
 
-        torch.manual_seed(options.seed)
-        model = LlamaForCausalLM(_config(options))
         chunks = _training_chunks(tokenizer, text, options.seq_length)
-        loss = _pretrain(model, chunks, options, report)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(options.seed)
+            model = LlamaForCausalLM(_config(options))
+            loss = _pretrain(model, chunks, options, report)
 
         report("save", 0, 1)
         with _quiet_progress_bars():
