@@ -100,6 +100,8 @@ def prepare(run: Run) -> None:
     torch.manual_seed(cfg["seed"])
     run.tokenizer = AutoTokenizer.from_pretrained(base_dir)
     run.model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    if torch.cuda.is_available():  # a GPU worker; CPU otherwise (fp32 either way)
+        run.model.to("cuda")
     pad = run.tokenizer.pad_token_id
     run.pad_id = pad if pad is not None else 0
     run.train_set = render_rows(train_rows, run.tokenizer, cfg["max_seq_length"])

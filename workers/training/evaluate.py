@@ -73,9 +73,10 @@ def generate_answers(
                     n = len(prompts[i])
                     ids[row, width - n :] = torch.tensor(prompts[i], dtype=torch.long)
                     mask[row, width - n :] = 1
+                device = next(model.parameters()).device
                 out = cast(Any, model).generate(
-                    input_ids=ids,
-                    attention_mask=mask,
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
                     do_sample=False,
                     max_new_tokens=max_new_tokens,
                     eos_token_id=stops,

@@ -81,8 +81,8 @@ class _Batch:
     n_tokens: int
 
 
-def _collate(examples: list[Example], pad_id: int) -> _Batch:
-    """Right-pad to the longest row of the batch."""
+def _collate(examples: list[Example], pad_id: int, device: torch.device | None = None) -> _Batch:
+    """Right-pad to the longest row of the batch (on the model's device)."""
     lengths = [len(e.input_ids) for e in examples]
     width = max(lengths)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
@@ -93,7 +93,14 @@ def _collate(examples: list[Example], pad_id: int) -> _Batch:
     mask = None
     if min(lengths) != width:
         mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
+    if device is not None and device.type != "cpu":
+        ids, labels = ids.to(device), labels.to(device)
+        mask = mask.to(device) if mask is not None else None
     return _Batch(ids, labels, mask, sum(lengths))
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 def _batch_order(lengths: list[int], batch_size: int, gen: torch.Generator) -> list[list[int]]:
@@ -159,9 +166,9 @@ def mean_loss(
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 chunk = [examples[i] for i in order[start : start + batch_size]]
-                loss, n = _loss_sum(model, _collate(chunk, pad_id))
-                total += loss.double()
-                count += n
+                loss, n = _loss_sum(model, _collate(chunk, pad_id, _device(model)))
+                total += loss.double().cpu()
+                count += n.cpu()
     finally:
         model.train(was_training)
     n_tokens = int(count)
@@ -227,13 +234,14 @@ def train(
         return Progress(step, total, step / per_epoch, loss, eval_loss, tps, tokens)
 
     was_training = model.training
+    device = _device(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # LoRA dropout draws from the global generator
         model.train()
         while step < total and not (stopped or cancelled):
             for idx in _batch_order(lengths, cfg.batch_size, gen):
                 t0 = time.perf_counter()
-                batch = _collate([train_set[i] for i in idx], pad_id)
+                batch = _collate([train_set[i] for i in idx], pad_id, device)
                 loss_sum, n = _loss_sum(model, batch)
                 loss = loss_sum / n.clamp(min=1)
                 loss.backward()
