@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from registry.adapters.lora_check import check_lora_adapter, parse_adapter_config
 from registry.adapters.safetensors import HeaderReader, SafetensorsError, looks_like_pickle
-from registry.adapters.versions import NewVersion, versions
+from registry.adapters.versions import NewVersion, artifact_prefix, versions
 from registry.audit.service import audit
 from registry.auth.principal import Principal
 from registry.base_models.repository import BaseModelRepository
@@ -168,7 +168,7 @@ def _check_and_register(
             parent=versions.default_parent(session, adapter=adapter),
         ),
     )
-    prefix = f"tenants/{tenant.id}/adapters/{adapter.id}/versions/{version.id}"
+    prefix = artifact_prefix(tenant.id, adapter.id, version.id)
     assert weights.writer is not None
     stored = [
         weights.store.put_bytes(f"{prefix}/{CONFIG_FILE}", bytes(config_sink.data)),

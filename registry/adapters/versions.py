@@ -23,6 +23,11 @@ from registry.models import Adapter, AdapterVersion, Dataset, Tenant
 CODE_VERSION = package_version("loraplex")
 
 
+def artifact_prefix(tenant_id: uuid.UUID, adapter_id: uuid.UUID, version_id: uuid.UUID) -> str:
+    """Where a version's files live in the object store (one prefix per version, never reused)."""
+    return f"tenants/{tenant_id}/adapters/{adapter_id}/versions/{version_id}"
+
+
 def config_hash(config: dict[str, Any]) -> str:
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from sqlalchemy.orm import Session
 
 from registry.adapters.repository import AdapterRepository, VersionRepository
+from registry.adapters.versions import artifact_prefix as version_prefix
 from registry.db import utcnow
 from registry.models import Adapter, AdapterVersion, TrainingJob
 from registry.training.repository import PlatformJobRepository, TrainingJobRepository
@@ -174,7 +175,7 @@ class JobLifecycle:
         """Jobs whose worker stopped renewing the lease: retry them, or fail them for good."""
         out = []
         for job in PlatformJobRepository(session).expired_leases(now):
-            prefix = self.version(session, job).artifact_prefix or _prefix(job)
+            prefix = self.version(session, job).artifact_prefix or artifact_prefix(job)
             expired = job.lease_expires_at
             requeued = self.fail(
                 session,
@@ -197,9 +198,8 @@ class JobLifecycle:
         return [j.id for j in jobs]
 
 
-def _prefix(job: TrainingJob) -> str:
-    return f"tenants/{job.tenant_id}/adapters/{job.adapter_id}/versions/{job.version_id}"
+def artifact_prefix(job: TrainingJob) -> str:
+    return version_prefix(job.tenant_id, job.adapter_id, job.version_id)
 
 
-artifact_prefix = _prefix
 lifecycle = JobLifecycle()
