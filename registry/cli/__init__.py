@@ -86,5 +86,48 @@ def serve_registry(
     )
 
 
+@serve_app.command("engine")
+def serve_engine(
+    base_model: str = typer.Option(None, help="registered base model (LORAPLEX_ENGINE_BASE_MODEL)"),
+) -> None:
+    """Run the vLLM engine with LoRA and the registry resolver (replaces this process)."""
+    import os
+
+    from registry.logging import configure_logging
+    from registry.settings import get_settings
+    from serving.engine import prepare
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    launch = prepare(settings, base_model)
+    typer.echo(f"engine: {launch.model_path} on {settings.resolved_engine_url}", err=True)
+    os.execve(launch.argv[0], launch.argv, launch.env)
+
+
+@serve_app.command("gateway")
+def serve_gateway(
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8080),
+    workers: int = typer.Option(1, help="uvicorn worker processes"),
+) -> None:
+    """Run the tenant gateway (OpenAI-compatible) in front of the engine."""
+    import uvicorn
+
+    from registry.logging import configure_logging
+    from registry.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    uvicorn.run(
+        "serving.gateway.app:create_gateway",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
 def main() -> None:
     app()

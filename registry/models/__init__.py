@@ -13,6 +13,7 @@ from registry.models.base_model import BaseModel
 from registry.models.dataset import Dataset
 from registry.models.evaluation import DriftMetric, Eval
 from registry.models.oauth_client import OAuthClient
+from registry.models.serving import TrafficSample, UsageRecord
 from registry.models.tenant import Tenant
 from registry.models.training_job import TrainingJob, TrainingJobEvent
 
@@ -33,5 +34,7 @@ __all__ = [
     "OAuthClient",
     "Tenant",
     "TrainingJob",
+    "TrafficSample",
     "TrainingJobEvent",
+    "UsageRecord",
 ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import BigInteger, String
+from sqlalchemy import BigInteger, String, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
@@ -18,6 +18,7 @@ class Tenant(Base):
     disabled_at: Mapped[dt.datetime | None]
     quota_dataset_bytes: Mapped[int] = mapped_column(BigInteger)
     quota_adapters: Mapped[int]
+    traffic_logging: Mapped[bool] = mapped_column(default=True, server_default=true())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

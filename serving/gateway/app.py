@@ -1,0 +1,298 @@
+"""The tenant gateway: OpenAI-compatible, in front of the vLLM engine.
+
+Per request: verify the tenant token (cached), take a token from the tenant's bucket, map
+`model` to an immutable version (cached < 1 s), rewrite it to the version's engine name, forward,
+and record usage and (sampled) the prompt. Everything after the engine answers is off the
+request path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import select, text
+from starlette.concurrency import run_in_threadpool
+
+from registry.auth.keys import load_signing_keys
+from registry.auth.tokens import TokenVerifier
+from registry.db import make_engine, make_sessionmaker
+from registry.models import Adapter, Alias
+from registry.settings import Settings, get_settings
+from serving.engine import engine_api_key
+from serving.gateway import errors, metrics
+from serving.gateway.auth import Caller, GatewayAuth
+from serving.gateway.proxy import EngineClient, Outcome
+from serving.gateway.ratelimit import RateLimiter
+from serving.gateway.routing import Route, Router
+from serving.gateway.usage import Usage, UsageWriter
+
+log = structlog.get_logger(__name__)
+MAX_BODY_BYTES = 4 * 1024 * 1024
+ENDPOINTS = {"chat.completions": "/v1/chat/completions", "completions": "/v1/completions"}
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    app.state.usage.start()
+    yield
+    await app.state.usage.stop()
+    await app.state.engine_client.close()
+    app.state.db.dispose()
+
+
+def create_gateway(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="loraplex gateway", version="0.1.0", lifespan=_lifespan)
+    db = make_engine(settings.resolved_database_url)
+    sessions = make_sessionmaker(db)
+    keys = load_signing_keys(settings)
+    verifier = TokenVerifier(
+        keys.public, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.sessions = sessions
+    app.state.auth = GatewayAuth(verifier, sessions, settings.gateway_auth_cache_seconds)
+    app.state.router = Router(sessions, settings.gateway_resolve_ttl_seconds)
+    app.state.limiter = RateLimiter(
+        settings.gateway_rate_limit_rps, settings.gateway_rate_limit_burst
+    )
+    app.state.usage = UsageWriter(
+        sessions,
+        flush_seconds=settings.usage_flush_seconds,
+        sample_rate=settings.traffic_sample_rate,
+    )
+    app.state.engine_client = EngineClient(
+        settings.resolved_engine_url, engine_api_key(settings), settings.engine_timeout_seconds
+    )
+    errors.install(app)
+    _routes(app)
+    return app
+
+
+def _routes(app: FastAPI) -> None:
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await _infer(request, "chat.completions")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await _infer(request, "completions")
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> JSONResponse:
+        caller = await _caller(request)
+        data = await run_in_threadpool(_models, request.app, caller)
+        return JSONResponse({"object": "list", "data": data})
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        checks = {"database": await run_in_threadpool(_db_ok, request.app)}
+        checks["engine"] = await request.app.state.engine_client.healthy()
+        ok = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _caller(request: Request) -> Caller:
+    try:
+        return await request.app.state.auth.caller(request.headers.get("authorization"))
+    except errors.GatewayError as exc:
+        metrics.REJECTED.labels("auth").inc()
+        raise exc
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise errors.GatewayError(
+            413, f"Request body over {MAX_BODY_BYTES} bytes.", type_="invalid_request_error"
+        )
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise errors.GatewayError(
+            413, f"Request body over {MAX_BODY_BYTES} bytes.", type_="invalid_request_error"
+        )
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise errors.bad_request(f"Request body is not valid JSON: {exc}.") from exc
+    if not isinstance(body, dict):
+        raise errors.bad_request("Request body must be a JSON object.")
+    return body
+
+
+async def _infer(request: Request, endpoint: str) -> Response:
+    t0 = time.perf_counter()
+    started_at = dt.datetime.now(dt.UTC)
+    state = request.app.state
+    caller = await _caller(request)
+    wait = state.limiter.take(str(caller.tenant_id))
+    if wait > 0:
+        metrics.REJECTED.labels("rate_limit").inc()
+        exc = errors.rate_limited(wait)
+        return exc.response({"Retry-After": str(max(1, math.ceil(wait)))})
+    try:
+        body = await _body(request)
+        route: Route = await state.router.route(caller.tenant_id, body.get("model"))
+    except errors.GatewayError:
+        metrics.REJECTED.labels("request").inc()
+        raise
+    requested = body["model"]
+    body["model"] = route.engine_name
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    headers = {"x-request-id": request_id, "x-loraplex-model": route.label}
+    if caller.traffic_logging and state.usage.maybe_sample(
+        tenant_id=caller.tenant_id,
+        adapter_id=route.adapter_id,
+        version_id=route.version_id,
+        endpoint=endpoint,
+        body=body,
+    ):
+        metrics.SAMPLED.labels(caller.tenant_slug).inc()
+    out = Outcome()
+    stream = bool(body.get("stream"))
+
+    def done() -> None:
+        _record(state, caller, route, endpoint, requested, request_id, stream, out, t0, started_at)
+
+    metrics.OVERHEAD.observe(time.perf_counter() - t0)
+    client: EngineClient = state.engine_client
+    path = ENDPOINTS[endpoint]
+    try:
+        if stream:
+            r = await client.open_stream(path, body, request_id, out)
+            if out.status == 200:
+                return StreamingResponse(
+                    client.relay(r, out, done), media_type="text/event-stream", headers=headers
+                )
+            content = out.extra["content"]
+        else:
+            _, content = await client.complete(path, body, request_id, out)
+    except Exception as exc:  # engine unreachable or timed out
+        out.status = 503
+        done()
+        log.warning("gateway.engine_error", request_id=request_id, error=str(exc))
+        raise errors.unavailable("The inference engine is unavailable; retry shortly.") from exc
+    done()
+    if out.status == 200:
+        return Response(content, media_type="application/json", headers=headers)
+    return _engine_error(out, route, headers)
+
+
+def _engine_error(out: Outcome, route: Route, headers: dict[str, str]) -> Response:
+    message = (out.engine_error or "engine error").replace(route.engine_name, route.label)
+    if out.status >= 500:
+        log.error("gateway.engine_refused", model=route.label, status=out.status, error=message)
+        exc = errors.unavailable(f"{route.label} could not be served: {message}")
+        return exc.response(headers)
+    exc = errors.GatewayError(out.status, message, type_="invalid_request_error")
+    return exc.response(headers)
+
+
+def _record(
+    state: Any,
+    caller: Caller,
+    route: Route,
+    endpoint: str,
+    requested: str,
+    request_id: str,
+    stream: bool,
+    out: Outcome,
+    t0: float,
+    started_at: dt.datetime,
+) -> None:
+    seconds = time.perf_counter() - t0
+    labels = (caller.tenant_slug, route.adapter, f"v{route.version}")
+    metrics.REQUESTS.labels(*labels, endpoint, str(out.status)).inc()
+    metrics.LATENCY.labels(*labels, endpoint).observe(seconds)
+    if out.first_byte_s is not None:
+        metrics.TTFB.labels(*labels).observe(out.first_byte_s)
+    metrics.TOKENS.labels(*labels, "prompt").inc(out.prompt_tokens)
+    metrics.TOKENS.labels(*labels, "completion").inc(out.completion_tokens)
+    state.usage.record(
+        Usage(
+            tenant_id=caller.tenant_id,
+            adapter_id=route.adapter_id,
+            version_id=route.version_id,
+            request_id=request_id[:64],
+            client_id=caller.client_id,
+            model=requested[:200],
+            endpoint=endpoint,
+            stream=stream,
+            status_code=out.status,
+            prompt_tokens=out.prompt_tokens,
+            completion_tokens=out.completion_tokens,
+            latency_ms=seconds * 1e3,
+            started_at=started_at,
+        )
+    )
+    log.info(
+        "gateway.request",
+        request_id=request_id,
+        tenant=caller.tenant_slug,
+        model=route.label,
+        endpoint=endpoint,
+        stream=stream,
+        status=out.status,
+        ms=round(seconds * 1e3, 2),
+        prompt_tokens=out.prompt_tokens,
+        completion_tokens=out.completion_tokens,
+    )
+
+
+def _models(app: FastAPI, caller: Caller) -> list[dict[str, Any]]:
+    with app.state.sessions() as session:
+        adapters = session.scalars(
+            select(Adapter)
+            .where(Adapter.tenant_id == caller.tenant_id, Adapter.archived_at.is_(None))
+            .order_by(Adapter.name)
+        ).all()
+        aliases = session.scalars(
+            select(Alias).where(Alias.tenant_id == caller.tenant_id).order_by(Alias.alias)
+        ).all()
+    by_adapter: dict[uuid.UUID, list[str]] = {}
+    for a in aliases:
+        by_adapter.setdefault(a.adapter_id, []).append(a.alias)
+    data = []
+    for adapter in adapters:
+        names = by_adapter.get(adapter.id, [])
+        ids = ([adapter.name] if "production" in names else []) + [
+            f"{adapter.name}@{alias}" for alias in names
+        ]
+        created = int(adapter.created_at.timestamp())
+        data += [
+            {"id": i, "object": "model", "created": created, "owned_by": caller.tenant_slug}
+            for i in ids
+        ]
+    return data
+
+
+def _db_ok(app: FastAPI) -> bool:
+    try:
+        with app.state.sessions() as session:
+            session.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False

@@ -1,0 +1,138 @@
+"""Forwarding to the engine: bodies as they are, streams event by event.
+
+For streams the gateway asks the engine for a final usage event (`stream_options.include_usage`)
+so every request's tokens are recorded; when the caller did not ask for it, that one event is
+taken out again, so the caller receives exactly the stream it would have received directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+
+@dataclass
+class Outcome:
+    status: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    first_byte_s: float | None = None
+    engine_error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def take_usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            self.completion_tokens = int(usage.get("completion_tokens") or 0)
+
+
+def engine_error_message(content: bytes) -> str:
+    try:
+        err = orjson.loads(content).get("error")
+        return str(err.get("message") if isinstance(err, dict) else err)
+    except (orjson.JSONDecodeError, AttributeError):
+        return content[:500].decode(errors="replace")
+
+
+class EngineClient:
+    def __init__(self, base_url: str, api_key: str, timeout: float) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def healthy(self) -> bool:
+        try:
+            return (await self.http.get("/health", timeout=2.0)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    async def complete(
+        self, path: str, body: dict[str, Any], request_id: str, out: Outcome
+    ) -> tuple[int, bytes]:
+        started = time.perf_counter()
+        r = await self.http.post(
+            path,
+            content=orjson.dumps(body),
+            headers={"content-type": "application/json", "x-request-id": request_id},
+        )
+        out.first_byte_s = time.perf_counter() - started
+        out.status = r.status_code
+        if r.status_code == 200:
+            with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                out.take_usage(orjson.loads(r.content).get("usage"))
+        else:
+            out.engine_error = engine_error_message(r.content)
+        return r.status_code, r.content
+
+    async def open_stream(
+        self, path: str, body: dict[str, Any], request_id: str, out: Outcome
+    ) -> httpx.Response:
+        options = body.get("stream_options")
+        caller_wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        out.extra["strip_usage"] = not caller_wants_usage
+        if not caller_wants_usage:
+            body = {**body, "stream_options": {**(options or {}), "include_usage": True}}
+        started = time.perf_counter()
+        req = self.http.build_request(
+            "POST",
+            path,
+            content=orjson.dumps(body),
+            headers={"content-type": "application/json", "x-request-id": request_id},
+        )
+        r = await self.http.send(req, stream=True)
+        out.status = r.status_code
+        out.extra["started"] = started
+        if r.status_code != 200:
+            content = await r.aread()
+            await r.aclose()
+            out.engine_error = engine_error_message(content)
+            out.extra["content"] = content
+        return r
+
+    @staticmethod
+    async def relay(
+        r: httpx.Response, out: Outcome, done: Callable[[], None]
+    ) -> AsyncIterator[bytes]:
+        """Yield the engine's SSE bytes, event by event; note the usage event on the way."""
+        strip = bool(out.extra.get("strip_usage"))
+        buf = b""
+        try:
+            async for chunk in r.aiter_raw():
+                if out.first_byte_s is None:
+                    out.first_byte_s = time.perf_counter() - out.extra["started"]
+                buf += chunk
+                *events, buf = buf.split(b"\n\n")
+                keep = [e for e in events if not _usage_event(e, out, strip)]
+                if keep:
+                    yield b"".join(e + b"\n\n" for e in keep)
+            if buf:
+                yield buf
+        finally:
+            await r.aclose()
+            done()
+
+
+def _usage_event(event: bytes, out: Outcome, strip: bool) -> bool:
+    """True when this is the engine's usage-only event and the caller did not ask for it."""
+    if not event.startswith(b"data: {") or b'"usage"' not in event:
+        return False
+    try:
+        data = orjson.loads(event[6:])
+    except orjson.JSONDecodeError:
+        return False
+    usage = data.get("usage")
+    if usage:
+        out.take_usage(usage)
+    return strip and bool(usage) and not data.get("choices")
