@@ -104,6 +104,14 @@ def to_prov(graph: LineageGraph) -> dict[str, Any]:
                 "prov:endTime": when,
                 **_attributes(n),
             }
+        elif n.type == "serving":
+            first, last = n.attrs["first_request_at"], n.attrs["last_request_at"]
+            doc.records["activity"][qname(n.id)] = {
+                "prov:type": _qualified("loraplex:Serving"),
+                "prov:startTime": first.isoformat() if isinstance(first, dt.datetime) else first,
+                "prov:endTime": last.isoformat() if isinstance(last, dt.datetime) else last,
+                **_attributes(n),
+            }
         elif n.type == "agent":
             doc.records["agent"][qname(n.id)] = _attributes(n)
         if (
@@ -130,6 +138,8 @@ def to_prov(graph: LineageGraph) -> dict[str, Any]:
                 doc.relate(
                     "wasAssociatedWith", prov_activity=generated_by[e.source], prov_agent=dst
                 )
+        elif e.relation == "used" and nodes[e.source].type == "serving":
+            doc.relate("used", prov_activity=src, prov_entity=dst, prov_role="served_adapter")
         elif e.relation == "used" and nodes[e.source].type == "alias_event":
             doc.relate("used", prov_activity=src, prov_entity=dst, prov_role=e.attrs["role"])
         elif e.relation == "used":  # a version's inputs: dataset or base model

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, literal, or_, select
+from sqlalchemy import Select, func, literal, or_, select
 from sqlalchemy.orm import Session, load_only
 
 from registry.models import (
@@ -18,6 +18,7 @@ from registry.models import (
     BaseModel,
     Dataset,
     Eval,
+    UsageRecord,
 )
 
 # Parent links only point back in time, so a chain has no cycle; this bounds a corrupt one.
@@ -121,3 +122,22 @@ class LineageRepository:
         )
         stmt = select(BaseModel).where(BaseModel.id.in_(used))
         return {m.id: m for m in self.session.execute(stmt).scalars()}
+
+    def served(self, ids: Sequence[uuid.UUID]) -> Sequence[Any]:
+        """Per version: requests answered, distinct clients, first and last request, tokens."""
+        stmt = (
+            self._scoped(
+                UsageRecord,
+                UsageRecord.version_id,
+                func.count(),
+                func.count(func.distinct(UsageRecord.client_id)),
+                func.min(UsageRecord.started_at),
+                func.max(UsageRecord.started_at),
+                func.coalesce(
+                    func.sum(UsageRecord.prompt_tokens + UsageRecord.completion_tokens), 0
+                ),
+            )
+            .where(UsageRecord.version_id.in_(list(ids)), UsageRecord.status_code == 200)
+            .group_by(UsageRecord.version_id)
+        )
+        return self.session.execute(stmt).all()

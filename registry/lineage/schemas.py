@@ -5,7 +5,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 NodeType = Literal[
-    "adapter_version", "dataset", "base_model", "job", "eval", "alias_event", "agent"
+    "adapter_version", "dataset", "base_model", "job", "eval", "alias_event", "agent", "serving"
 ]
 Relation = Literal["wasDerivedFrom", "used", "wasGeneratedBy", "wasAttributedTo"]
 LineageFormat = Literal["graph", "prov"]

@@ -44,9 +44,10 @@ class LineageService:
     def graph(self, session: Session, *, tenant: Tenant, name: str, ref: str) -> LineageGraph:
         """The lineage graph of version `ref` ('7' or 'v7') of adapter `name`.
 
-        Eight statements whatever the chain length or the tenant's size: caller and tenant
+        Nine statements whatever the chain length or the tenant's size: caller and tenant
         (in the dependencies), the adapter, the parent chain (one recursive CTE), then the
-        chain's datasets, evals, alias events and base models with one IN-list query each."""
+        chain's datasets, evals, alias events, base models and served periods with one IN-list
+        query each."""
         number = versions.parse_ref(ref)
         adapter = adapters.get(session, tenant=tenant, name=name)
         repo = LineageRepository(session, tenant.id)
@@ -83,13 +84,31 @@ class LineageService:
     def served_periods(
         self, session: Session, *, tenant: Tenant, chain: Sequence[AdapterVersion]
     ) -> tuple[list[Node], list[Edge]]:
-        """Hook for "what served when": periods in which a version of the chain answered the
-        tenant's traffic, taken from the gateway's records once serving exists.
-
-        Serving does not record anything yet, so this returns no nodes and no edges: no period
-        is inferred here. Alias history (the `alias_event` nodes) says which version an alias
-        pointed to and when; it is not proof that the version served."""
-        return [], []
+        """What served when: per version of the chain, the period in which it answered the
+        tenant's traffic through the gateway (successful requests, from the usage records), with
+        the request count, distinct clients and tokens. A `serving` node `used` the version."""
+        nodes: list[Node] = []
+        edges: list[Edge] = []
+        rows = LineageRepository(session, tenant.id).served([v.id for v in chain])
+        numbers = {v.id: v.version for v in chain}
+        for version_id, requests, clients, first, last, tokens in rows:
+            node_id = f"serving:{version_id}"
+            nodes.append(
+                Node(
+                    id=node_id,
+                    type="serving",
+                    label=f"v{numbers[version_id]} served {requests} requests",
+                    attrs={
+                        "requests": int(requests),
+                        "clients": int(clients),
+                        "tokens": int(tokens),
+                        "first_request_at": first,
+                        "last_request_at": last,
+                    },
+                )
+            )
+            edges.append(Edge(source=node_id, target=version_node_id(version_id), relation="used"))
+        return nodes, edges
 
     @staticmethod
     def _version(g: _Graph, v: AdapterVersion, adapter_name: str, base: BaseModel | None) -> None:

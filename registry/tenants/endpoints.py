@@ -16,6 +16,7 @@ from registry.tenants.schemas import (
     TenantList,
     TenantOut,
     TenantUpdate,
+    TrafficLogging,
 )
 from registry.tenants.service import tenants
 
@@ -25,6 +26,7 @@ TenantsWrite = Annotated[Principal, Depends(require_scope(sc.TENANTS_WRITE))]
 TenantsRead = Annotated[Principal, Depends(require_scope(sc.TENANTS_READ))]
 TenantRead = Annotated[TenantContext, Depends(tenant_access(sc.TENANTS_READ))]
 TenantAdmin = Annotated[TenantContext, Depends(tenant_access(sc.TENANTS_WRITE))]
+TenantDataWrite = Annotated[TenantContext, Depends(tenant_access(sc.DATASETS_WRITE, write=True))]
 
 
 @router.post("", status_code=201, response_model=TenantOut)
@@ -59,6 +61,18 @@ def get_tenant(ctx: TenantRead) -> TenantOut:
 @router.patch("/{tenant}", response_model=TenantOut)
 def update_tenant(ctx: TenantAdmin, body: TenantUpdate, session: SessionDep) -> TenantOut:
     tenant = tenants.update(session, actor=ctx.principal, tenant=ctx.tenant, data=body)
+    return TenantOut.model_validate(tenant)
+
+
+@router.put("/{tenant}/traffic-logging", response_model=TenantOut)
+def set_traffic_logging(
+    ctx: TenantDataWrite, body: TrafficLogging, session: SessionDep
+) -> TenantOut:
+    """Opt the tenant's prompts in or out of the traffic log (sampled by the gateway, used for
+    drift). The tenant itself may change it; the gateway follows within its auth cache time."""
+    tenant = tenants.set_traffic_logging(
+        session, actor=ctx.principal, tenant=ctx.tenant, enabled=body.enabled
+    )
     return TenantOut.model_validate(tenant)
 
 

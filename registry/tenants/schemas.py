@@ -33,7 +33,14 @@ class TenantOut(BaseModel):
     disabled_at: dt.datetime | None
     quota_dataset_bytes: int
     quota_adapters: int
+    traffic_logging: bool
     created_at: dt.datetime
+
+
+class TrafficLogging(BaseModel):
+    enabled: bool = Field(
+        description="keep a sample of this tenant's prompts for drift detection (default on)"
+    )
 
 
 class TenantList(BaseModel):

@@ -48,6 +48,23 @@ class TenantService:
     def list(self, session: Session, *, limit: int, offset: int) -> Sequence[Tenant]:
         return TenantRepository(session).list(limit=limit, offset=offset)
 
+    def set_traffic_logging(
+        self, session: Session, *, actor: Principal, tenant: Tenant, enabled: bool
+    ) -> Tenant:
+        if tenant.traffic_logging != enabled:
+            tenant.traffic_logging = enabled
+            audit.record(
+                session,
+                actor=actor,
+                action="tenant.traffic_logging",
+                target_type="tenant",
+                target_id=tenant.slug,
+                tenant_id=tenant.id,
+                details={"enabled": enabled},
+            )
+            session.flush()
+        return tenant
+
     def update(
         self, session: Session, *, actor: Principal, tenant: Tenant, data: TenantUpdate
     ) -> Tenant:

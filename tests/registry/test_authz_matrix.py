@@ -96,6 +96,12 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/tenants/{tenant}/clients", "tenant_read"),
     Endpoint("DELETE", "/v1/tenants/{tenant}/clients/{client_id}", "ops_write"),
     Endpoint(
+        "PUT",
+        "/v1/tenants/{tenant}/traffic-logging",
+        "tenant_write",
+        json=lambda c: {"enabled": False},
+    ),
+    Endpoint(
         "POST",
         "/v1/tenants/{tenant}/datasets",
         "tenant_write",

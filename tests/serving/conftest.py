@@ -46,7 +46,9 @@ def serving(
             "LORAPLEX_GATEWAY_AUTH_CACHE_SECONDS": "1",
             "LORAPLEX_USAGE_FLUSH_SECONDS": "0.2",
             # three of the test adapters fit: the fourth evicts the least recently used
-            "LORAPLEX_RESOLVER_CACHE_BYTES": str(3 * (adapters.orders_v1 / "adapter_model.safetensors").stat().st_size + 100_000),
+            "LORAPLEX_RESOLVER_CACHE_BYTES": str(
+                3 * (adapters.orders_v1 / "adapter_model.safetensors").stat().st_size + 100_000
+            ),
         },
     )
     try:

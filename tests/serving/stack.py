@@ -35,7 +35,10 @@ def make_peft_adapter(base: Path, out: Path, *, seed: int, r: int = 8) -> Path:
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     config = LoraConfig(
-        r=r, lora_alpha=2 * r, target_modules=list(TARGETS), init_lora_weights=False,
+        r=r,
+        lora_alpha=2 * r,
+        target_modules=list(TARGETS),
+        init_lora_weights=False,
         task_type="CAUSAL_LM",
     )
     peft_model = get_peft_model(model, config)
@@ -55,8 +58,13 @@ class Service:
         self.name, self.log = name, log
         with log.open("wb") as f:
             self.proc = subprocess.Popen(
-                argv, env=env, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with(signal.SIGTERM), start_new_session=True,
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with(signal.SIGTERM),
+                start_new_session=True,
             )
 
     def wait_http(self, url: str, timeout: float) -> None:
@@ -87,7 +95,12 @@ class Service:
 
 class ServingStack:
     def __init__(
-        self, pg_admin_url: str, s3_endpoint: str, base: Path, *, extra_env: dict[str, str] | None = None
+        self,
+        pg_admin_url: str,
+        s3_endpoint: str,
+        base: Path,
+        *,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.base = base
         self.live: LiveRegistry = start_registry(pg_admin_url, s3_endpoint)
@@ -103,23 +116,34 @@ class ServingStack:
         self.http = live.http(timeout=120)
         self.ops = live.bearer()
         self.s3 = boto3.client(
-            "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+            "s3",
+            endpoint_url=s3_endpoint,
+            region_name="us-east-1",
             aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
         )
         self.prefix = live.env["LORAPLEX_OBJECT_STORE"].removeprefix(f"s3://{BUCKET}/")
         for f in sorted(self.base.iterdir()):
             self.s3.put_object(Bucket=BUCKET, Key=f"base-models/tiny/{f.name}", Body=f.read_bytes())
-        self.ok(self.http.post(
-            "/v1/base-models", json={"name": "tiny", "uri": f"s3://{BUCKET}/base-models/tiny"},
-            headers=self.ops,
-        ))
+        self.ok(
+            self.http.post(
+                "/v1/base-models",
+                json={"name": "tiny", "uri": f"s3://{BUCKET}/base-models/tiny"},
+                headers=self.ops,
+            )
+        )
         self.tokens: dict[str, dict[str, str]] = {}
         for slug in ("acme", "globex"):
-            self.ok(self.http.post(
-                "/v1/tenants", json={"slug": slug, "display_name": slug.title()}, headers=self.ops
-            ))
-            client = self.ok(self.http.post(f"/v1/tenants/{slug}/clients", json={}, headers=self.ops))
+            self.ok(
+                self.http.post(
+                    "/v1/tenants",
+                    json={"slug": slug, "display_name": slug.title()},
+                    headers=self.ops,
+                )
+            )
+            client = self.ok(
+                self.http.post(f"/v1/tenants/{slug}/clients", json={}, headers=self.ops)
+            )
             self.tokens[slug] = live.bearer(client["client_id"], client["client_secret"])
         engine_port, gateway_port = free_port(), free_port()
         self.engine_url = f"http://127.0.0.1:{engine_port}"
@@ -136,12 +160,16 @@ class ServingStack:
             **extra_env,
         }
         engine = Service(
-            "engine", [*CLI, "serve", "engine", "--base-model", "tiny"], self.env,
+            "engine",
+            [*CLI, "serve", "engine", "--base-model", "tiny"],
+            self.env,
             live.home / "engine.log",
         )
         self.services.append(engine)
         gateway = Service(
-            "gateway", [*CLI, "serve", "gateway", "--port", str(gateway_port)], self.env,
+            "gateway",
+            [*CLI, "serve", "gateway", "--port", str(gateway_port)],
+            self.env,
             live.home / "gateway.log",
         )
         self.services.append(gateway)
@@ -158,33 +186,44 @@ class ServingStack:
         return resp.json()
 
     def create_adapter(self, tenant: str, name: str) -> None:
-        self.ok(self.http.post(
-            f"/v1/tenants/{tenant}/adapters", json={"name": name, "base_model": "tiny"},
-            headers=self.tokens[tenant],
-        ))
+        self.ok(
+            self.http.post(
+                f"/v1/tenants/{tenant}/adapters",
+                json={"name": name, "base_model": "tiny"},
+                headers=self.tokens[tenant],
+            )
+        )
 
     def upload(self, tenant: str, name: str, folder: Path) -> dict[str, Any]:
         files = {
             f: (f, (folder / f).read_bytes())
             for f in ("adapter_config.json", "adapter_model.safetensors")
         }
-        return self.ok(self.http.post(
-            f"/v1/tenants/{tenant}/adapters/{name}/versions", files=files,
-            headers=self.tokens[tenant],
-        ))
+        return self.ok(
+            self.http.post(
+                f"/v1/tenants/{tenant}/adapters/{name}/versions",
+                files=files,
+                headers=self.tokens[tenant],
+            )
+        )
 
     def promote(self, tenant: str, name: str, version: int, alias: str = "production") -> None:
-        self.ok(self.http.put(
-            f"/v1/tenants/{tenant}/adapters/{name}/aliases/{alias}",
-            json={"version": version, "reason": "test"}, headers=self.tokens[tenant],
-        ))
+        self.ok(
+            self.http.put(
+                f"/v1/tenants/{tenant}/adapters/{name}/aliases/{alias}",
+                json={"version": version, "reason": "test"},
+                headers=self.tokens[tenant],
+            )
+        )
 
     def openai(self, tenant: str) -> Any:
         import openai
 
         token = self.tokens[tenant]["Authorization"].removeprefix("Bearer ")
         return openai.OpenAI(
-            base_url=f"{self.gateway_url}/v1", api_key=token, max_retries=0,
+            base_url=f"{self.gateway_url}/v1",
+            api_key=token,
+            max_retries=0,
             http_client=httpx.Client(trust_env=False, timeout=120),
         )
 
