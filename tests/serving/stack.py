@@ -27,7 +27,8 @@ TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 
 
 def make_peft_adapter(base: Path, out: Path, *, seed: int, r: int = 8) -> Path:
-    """A LoRA with random A and B (PEFT's `init_lora_weights=False`), saved in PEFT layout."""
+    """A LoRA with random A and B (PEFT's `init_lora_weights=False`), saved in PEFT layout:
+    far from trained, but every adapter visibly moves the model somewhere else."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -42,10 +43,6 @@ def make_peft_adapter(base: Path, out: Path, *, seed: int, r: int = 8) -> Path:
         task_type="CAUSAL_LM",
     )
     peft_model = get_peft_model(model, config)
-    with torch.no_grad():  # scale B down: a clear change of behaviour, not noise
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.mul_(0.05)
     peft_model.save_pretrained(out)
     config_file = out / "adapter_config.json"  # name the registered base model, as a user would
     config_json = json.loads(config_file.read_text())
@@ -152,7 +149,7 @@ class ServingStack:
             **live.env,
             "LORAPLEX_ENGINE_PORT": str(engine_port),
             "LORAPLEX_ENGINE_DTYPE": "float32",
-            "LORAPLEX_ENGINE_MAX_LORAS": "4",
+            "LORAPLEX_ENGINE_MAX_LORAS": "2",  # small: slot -1 is soon a loaded adapter
             "LORAPLEX_ENGINE_MAX_MODEL_LEN": "1024",
             "LORAPLEX_RESOLVER_DELETE_GRACE_SECONDS": "1",
             "VLLM_CPU_KVCACHE_SPACE": "1",
