@@ -8,6 +8,7 @@ import time
 import uuid
 
 import structlog
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -29,8 +30,20 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     )
 
 
+HTTP_REQUESTS = Counter(
+    "loraplex_registry_requests_total", "Registry requests", ["method", "route", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "loraplex_registry_request_seconds",
+    "Registry request latency",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
+)
+
+
 class RequestLogMiddleware:
-    """Logs method, path, status, duration and caller; tags each request with an id."""
+    """Logs method, path, status, duration and caller; tags each request with an id; counts
+    requests and latency per route template (not per raw path: ids would explode the labels)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -53,6 +66,10 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            seconds = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
+            HTTP_SECONDS.labels(scope["method"], route).observe(seconds)
             principal = scope.get("state", {}).get("principal")
             self.log.info(
                 "request",
@@ -60,6 +77,6 @@ class RequestLogMiddleware:
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
-                duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                duration_ms=round(seconds * 1000, 2),
                 client_id=getattr(principal, "subject", None),
             )

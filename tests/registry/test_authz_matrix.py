@@ -80,6 +80,7 @@ _DRIFT = {
 ENDPOINTS = [
     Endpoint("GET", "/healthz", "public"),
     Endpoint("GET", "/readyz", "public"),
+    Endpoint("GET", "/metrics", "public"),
     Endpoint("GET", "/.well-known/jwks.json", "public"),
     Endpoint(
         "POST",
