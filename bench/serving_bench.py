@@ -38,6 +38,7 @@ import functools
 import json
 import os
 import platform
+import random
 import re
 import statistics
 import subprocess
@@ -519,9 +520,12 @@ def bench_promotion(stack: ServingStack, fresh: list[Path], count: int) -> dict[
     runs: dict[str, list[dict[str, float]]] = {"warm": [], "cold": []}
     try:
         looper.first("orders@v1", 0)
+        rng = random.Random(7)
         for k in range(count):
             for kind, version in (("warm", 2 - k % 2), ("cold", cold_versions[k])):
-                time.sleep(0.6)  # > the gateway's resolve TTL: start from a settled cache
+                # Past the resolve TTL (0.5 s), then a random phase of the cache's refresh cycle:
+                # a fixed pause would put every PUT at the same point of it.
+                time.sleep(0.6 + 0.5 * rng.random())
                 t0 = time.perf_counter()
                 stack.promote("acme", "orders", version)
                 t_put = time.perf_counter()

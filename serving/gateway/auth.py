@@ -19,6 +19,7 @@ from registry.auth.tokens import TokenVerifier
 from registry.errors import Unauthorized
 from registry.models import Tenant
 from serving.gateway.errors import GatewayError, forbidden, unauthorized
+from serving.gateway.singleflight import SingleFlight
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class GatewayAuth:
         self.sessions = sessions
         self.ttl = ttl_seconds
         self._cache: dict[str, tuple[float, Caller | GatewayError]] = {}
+        self._flight: SingleFlight[Caller | GatewayError] = SingleFlight()
 
     async def caller(self, authorization: str | None) -> Caller:
         if not authorization or not authorization.lower().startswith("bearer "):
@@ -45,7 +47,7 @@ class GatewayAuth:
         now = time.monotonic()
         hit = self._cache.get(token)
         if hit is None or hit[0] <= now:
-            outcome = await run_in_threadpool(self._verify, token)
+            outcome = await self._flight.run(token, lambda: run_in_threadpool(self._verify, token))
             hit = (now + self.ttl, outcome)
             if len(self._cache) > 10_000:
                 self._cache = {k: v for k, v in self._cache.items() if v[0] > now}

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from registry.models import Adapter, AdapterVersion, Alias
 from serving.gateway.errors import GatewayError, bad_request, model_not_found
+from serving.gateway.singleflight import SingleFlight
 from serving.names import engine_name
 
 _MODEL = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]{0,99})(?:@([A-Za-z0-9._-]{1,40}))?$")
@@ -100,6 +101,7 @@ class Router:
         self.sessions = sessions
         self.ttl = ttl_seconds
         self._cache: dict[tuple[uuid.UUID, str], tuple[float, Route | GatewayError]] = {}
+        self._flight: SingleFlight[Route | GatewayError] = SingleFlight()
 
     async def route(self, tenant_id: uuid.UUID, model: object) -> Route:
         parse_model(model)  # 400 before any lookup
@@ -108,7 +110,9 @@ class Router:
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit is None or hit[0] <= now:
-            outcome = await run_in_threadpool(self._lookup, tenant_id, model)
+            outcome = await self._flight.run(
+                key, lambda: run_in_threadpool(self._lookup, tenant_id, model)
+            )
             hit = (now + self.ttl, outcome)
             if len(self._cache) > 50_000:
                 self._cache = {k: v for k, v in self._cache.items() if v[0] > now}

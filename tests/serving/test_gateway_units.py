@@ -74,3 +74,44 @@ def test_engine_names_are_per_version_and_reversible() -> None:
     assert parse_engine_name(engine_name(a)) == a
     assert parse_engine_name("tiny") is None and parse_engine_name("lpx-xyz") is None
     assert 0 < lora_int_id(a) < 2**63
+
+
+def test_concurrent_misses_share_one_lookup() -> None:
+    import asyncio
+
+    from serving.gateway.singleflight import SingleFlight
+
+    calls = 0
+
+    async def load() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return 42
+
+    async def main() -> list[int]:
+        flight: SingleFlight[int] = SingleFlight()
+        results = await asyncio.gather(*(flight.run("k", load) for _ in range(32)))
+        results.append(await flight.run("k", load))  # a later miss loads again
+        return results
+
+    assert asyncio.run(main()) == [42] * 33
+    assert calls == 2
+
+
+def test_a_failed_lookup_reaches_every_waiter() -> None:
+    import asyncio
+
+    from serving.gateway.singleflight import SingleFlight
+
+    async def load() -> int:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("db down")
+
+    async def main() -> list[object]:
+        flight: SingleFlight[int] = SingleFlight()
+        return await asyncio.gather(
+            *(flight.run("k", load) for _ in range(4)), return_exceptions=True
+        )
+
+    assert all(isinstance(r, RuntimeError) for r in asyncio.run(main()))
