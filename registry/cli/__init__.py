@@ -68,22 +68,7 @@ def serve_registry(
     workers: int = typer.Option(1, help="uvicorn worker processes"),
 ) -> None:
     """Run the registry API."""
-    import uvicorn
-
-    from registry.logging import configure_logging
-    from registry.settings import get_settings
-
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(
-        "registry.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    _run_asgi("registry.app:create_app", host, port, workers)
 
 
 @serve_app.command("engine")
@@ -111,6 +96,10 @@ def serve_gateway(
     workers: int = typer.Option(1, help="uvicorn worker processes"),
 ) -> None:
     """Run the tenant gateway (OpenAI-compatible) in front of the engine."""
+    _run_asgi("serving.gateway.app:create_gateway", host, port, workers)
+
+
+def _run_asgi(factory: str, host: str, port: int, workers: int) -> None:
     import uvicorn
 
     from registry.logging import configure_logging
@@ -119,7 +108,7 @@ def serve_gateway(
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     uvicorn.run(
-        "serving.gateway.app:create_gateway",
+        factory,
         factory=True,
         host=host,
         port=port,

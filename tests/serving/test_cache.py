@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-import serving.cache as cache_module
+import serving.cache_metrics as cache_module
 from serving.cache import (
     AdapterCache,
     CacheMetrics,
