@@ -21,14 +21,16 @@ from registry.auth.tokens import TokenVerifier
 from registry.base_models.endpoints import router as base_models_router
 from registry.datasets.endpoints import router as datasets_router
 from registry.db import make_engine, make_sessionmaker
+from registry.drift.endpoints import router as drift_router
 from registry.errors import install_error_handlers
 from registry.evals.endpoints import router as evals_router
 from registry.health.endpoints import router as health_router
 from registry.lineage.endpoints import router as lineage_router
 from registry.logging import RequestLogMiddleware
+from registry.schedules.endpoints import router as schedules_router
 from registry.settings import Settings, get_settings
 from registry.storage import ObjectStore, open_store
-from registry.tasks import REAP, InProcessQueue, make_queue
+from registry.tasks import DRIFT, REAP, SCHEDULE_TICK, InProcessQueue, make_queue
 from registry.tenants.endpoints import router as tenants_router
 from registry.training.endpoints import router as training_router
 
@@ -50,10 +52,14 @@ def open_configured_store(settings: Settings) -> ObjectStore:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The embedded default has no beat: its server runs the job reaper itself."""
+    """The embedded default has no beat: its server runs the periodic tasks itself."""
     tasks = app.state.tasks
+    settings = app.state.settings
     if isinstance(tasks, InProcessQueue):
-        tasks.start_periodic(REAP, app.state.settings.reaper_interval_seconds)
+        tasks.start_periodic(REAP, settings.reaper_interval_seconds)
+        tasks.start_periodic(SCHEDULE_TICK, settings.schedule_tick_seconds)
+        if settings.drift_interval_seconds:
+            tasks.start_periodic(DRIFT, settings.drift_interval_seconds)
     yield
     if isinstance(tasks, InProcessQueue):
         tasks.shutdown()
@@ -101,6 +107,8 @@ def create_app(settings: Settings | None = None, *, engine_kwargs: dict | None =
         evals_router,
         lineage_router,
         training_router,
+        schedules_router,
+        drift_router,
         audit_router,
     ):
         app.include_router(router)

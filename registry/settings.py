@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=3, ge=1, description="tries before a job is failed")
     job_retry_backoff_seconds: int = Field(default=10, ge=0, description="first retry delay")
     reaper_interval_seconds: int = Field(default=30, ge=1)
+    schedule_tick_seconds: int = Field(
+        default=60, ge=1, description="how often beat claims due retrain schedules"
+    )
+    drift_interval_seconds: int = Field(
+        default=3600, ge=0, description="how often beat computes drift; 0: never"
+    )
+    drift_max_samples: int = Field(
+        default=5000, ge=10, description="newest traffic samples per adapter and window"
+    )
     cache_dir: Path | None = Field(
         default=None, description="Base model and adapter cache; default: home/cache"
     )

@@ -20,6 +20,8 @@ log = structlog.get_logger(__name__)
 
 TRAIN = "loraplex.train"
 REAP = "loraplex.reap_jobs"
+SCHEDULE_TICK = "loraplex.schedules_tick"
+DRIFT = "loraplex.compute_drift"
 QUEUES = {TRAIN: "training"}  # everything else: "default"
 
 
@@ -67,10 +69,12 @@ class InProcessQueue:
 
     def start_periodic(self, name: str, every_seconds: float) -> None:
         """What beat does with a broker: here a daemon thread (the embedded server only)."""
-        self._stop = threading.Event()
+        if not hasattr(self, "_stop"):
+            self._stop = threading.Event()
+        stop = self._stop
 
         def loop() -> None:
-            while not self._stop.wait(every_seconds):
+            while not stop.wait(every_seconds):
                 self.send(name)
 
         threading.Thread(target=loop, name=f"loraplex-periodic-{name}", daemon=True).start()

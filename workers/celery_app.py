@@ -10,7 +10,21 @@ from celery import Celery
 from celery.signals import setup_logging
 
 from registry.settings import Settings, get_settings
-from registry.tasks import QUEUES, REAP
+from registry.tasks import DRIFT, QUEUES, REAP, SCHEDULE_TICK
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
+    """The reaper, the retrain-schedule tick and (unless switched off) the drift pass."""
+    out: dict[str, dict[str, object]] = {
+        "reap-training-jobs": {"task": REAP, "schedule": float(settings.reaper_interval_seconds)},
+        "tick-schedules": {
+            "task": SCHEDULE_TICK,
+            "schedule": float(settings.schedule_tick_seconds),
+        },
+    }
+    if settings.drift_interval_seconds:
+        out["compute-drift"] = {"task": DRIFT, "schedule": float(settings.drift_interval_seconds)}
+    return out
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -29,12 +43,7 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        beat_schedule={
-            "reap-training-jobs": {
-                "task": REAP,
-                "schedule": float(settings.reaper_interval_seconds),
-            },
-        },
+        beat_schedule=beat_schedule(settings),
         imports=("workers.tasks",),
     )
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from registry.tasks import REAP, TRAIN
+from registry.tasks import DRIFT, REAP, SCHEDULE_TICK, TRAIN
 from workers.celery_app import app
 from workers.context import get_context
 
@@ -19,3 +19,17 @@ def reap_jobs() -> None:
     from workers.reaper import reap
 
     reap(get_context())
+
+
+@app.task(name=SCHEDULE_TICK)
+def schedules_tick() -> None:
+    from workers.periodic import run_tick
+
+    run_tick(get_context())
+
+
+@app.task(name=DRIFT)
+def compute_drift() -> None:
+    from workers.drift import compute_drift as run
+
+    run(get_context())

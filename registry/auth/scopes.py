@@ -18,6 +18,7 @@ DATASETS_WRITE = "datasets:write"
 ADAPTERS_READ = "adapters:read"
 ADAPTERS_WRITE = "adapters:write"
 TRAINING_WRITE = "training:write"
+RETRAINING_WRITE = "retraining:write"  # schedules and drift policies: ops
 INFERENCE = "inference"
 AUDIT_READ = "audit:read"
 BASE_MODELS_READ = "base_models:read"
@@ -32,6 +33,7 @@ ALL_SCOPES = frozenset(
         ADAPTERS_READ,
         ADAPTERS_WRITE,
         TRAINING_WRITE,
+        RETRAINING_WRITE,
         INFERENCE,
         AUDIT_READ,
         BASE_MODELS_READ,

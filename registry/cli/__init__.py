@@ -22,6 +22,8 @@ app.command("demo", help="Run the embedded platform and walk through the main fl
 app.command("worker")(work_cmd.worker)
 app.command("beat")(work_cmd.beat)
 app.add_typer(work_cmd.jobs_app, name="jobs")
+app.add_typer(work_cmd.schedules_app, name="schedules")
+app.add_typer(work_cmd.drift_app, name="drift")
 
 
 @db_app.command("upgrade")

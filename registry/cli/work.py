@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import typer
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Training job housekeeping")
+schedules_app = typer.Typer(no_args_is_help=True, help="Retrain schedules")
+drift_app = typer.Typer(no_args_is_help=True, help="Drift metrics and drift-triggered retrains")
+
+
+def _parse_now(now: str | None) -> dt.datetime | None:
+    if now is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(now)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{now!r} is not ISO 8601 (e.g. 2027-01-01T02:00:00Z)") from exc
+    if value.tzinfo is None:
+        raise typer.BadParameter("--now needs a timezone (e.g. 2027-01-01T02:00:00Z)")
+    return value.astimezone(dt.UTC)
+
+
+def _context_note() -> None:
+    from registry.settings import get_settings
+
+    if not get_settings().broker_url:
+        typer.echo(
+            "no LORAPLEX_BROKER_URL: jobs this creates run in this process before it exits",
+            err=True,
+        )
 
 
 def worker(
@@ -43,3 +68,33 @@ def reap() -> None:
     from workers.reaper import reap as run
 
     typer.echo(json.dumps(run(get_context())))
+
+
+@schedules_app.command("tick")
+def schedules_tick(
+    now: str = typer.Option(None, help="act as if it were this time (ISO 8601, with zone)"),
+) -> None:
+    """Claim the due retrain schedules and queue their jobs (what beat runs every minute)."""
+    from workers.context import get_context
+    from workers.periodic import run_tick
+
+    _context_note()
+    typer.echo(run_tick(get_context(), now=_parse_now(now)).model_dump_json(indent=2))
+
+
+@drift_app.command("compute")
+def drift_compute(
+    tenant: str = typer.Option(None, help="only this tenant"),
+    adapter: str = typer.Option(None, help="only this adapter (needs --tenant; no policy needed)"),
+    now: str = typer.Option(None, help="window end (ISO 8601, with zone); default: now"),
+) -> None:
+    """Compute drift metrics on recent traffic, store them, and apply the drift policies."""
+    from workers.context import get_context
+    from workers.drift import compute_drift
+
+    _context_note()
+    try:
+        report = compute_drift(get_context(), now=_parse_now(now), tenant=tenant, adapter=adapter)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(json.dumps(report, indent=2))

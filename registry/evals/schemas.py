@@ -64,6 +64,7 @@ class DriftCreate(BaseModel):
     window_end: dt.datetime
     sample_size: int = Field(ge=0)
     version: int | None = Field(default=None, ge=1, description="the version that served")
+    details: dict[str, Any] = Field(default_factory=dict, description="how it was computed")
 
     @model_validator(mode="after")
     def _window(self) -> DriftCreate:
@@ -84,4 +85,5 @@ class DriftOut(BaseModel):
     window_end: dt.datetime
     sample_size: int
     version: int | None
+    details: dict[str, Any]
     created_at: dt.datetime

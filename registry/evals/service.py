@@ -138,6 +138,7 @@ class EvalService:
             window_start=data.window_start,
             window_end=data.window_end,
             sample_size=data.sample_size,
+            details=data.details,
             created_by=actor.subject,
         )
         EvalRepository(session, tenant.id).add(row)
@@ -187,6 +188,7 @@ class EvalService:
             window_end=row.window_end,
             sample_size=row.sample_size,
             version=number,
+            details=row.details,
             created_at=row.created_at,
         )
 

@@ -1,7 +1,9 @@
 """The lineage graph as W3C PROV-JSON (https://www.w3.org/Submission/prov-json/).
 
-Mapping: versions, datasets, base models and evals are entities; training jobs, uploads and
-alias moves are activities; creators are agents. In PROV only an activity `used` something,
+Mapping: versions, datasets, base models and evals are entities; training jobs, uploads,
+alias moves, serving periods and the triggers of automatic retrains (a scheduled run, a drift
+check: the job wasInformedBy it) are activities; creators are agents. In PROV only an activity
+`used` something,
 so "version used dataset" becomes: the version's generating activity (its job, or its upload)
 used the dataset, and the version wasDerivedFrom the dataset through that activity. A version
 with neither a job nor an upload (e.g. still queued) keeps only the derivation.
@@ -35,7 +37,9 @@ RELATIONS = {
     "wasGeneratedBy": "wgb",
     "wasAttributedTo": "wat",
     "wasAssociatedWith": "waw",
+    "wasInformedBy": "wib",
 }
+TRIGGER_TYPES = {"schedule": "loraplex:ScheduledRun", "drift": "loraplex:DriftCheck"}
 
 
 def qname(node_id: str) -> str:
@@ -112,6 +116,13 @@ def to_prov(graph: LineageGraph) -> dict[str, Any]:
                 "prov:endTime": last.isoformat() if isinstance(last, dt.datetime) else last,
                 **_attributes(n),
             }
+        elif n.type == "trigger":
+            doc.records["activity"][qname(n.id)] = {
+                "prov:type": _qualified(
+                    TRIGGER_TYPES.get(n.attrs.get("kind", ""), "loraplex:Trigger")
+                ),
+                **_attributes(n),
+            }
         elif n.type == "agent":
             doc.records["agent"][qname(n.id)] = _attributes(n)
         if (
@@ -138,6 +149,8 @@ def to_prov(graph: LineageGraph) -> dict[str, Any]:
                 doc.relate(
                     "wasAssociatedWith", prov_activity=generated_by[e.source], prov_agent=dst
                 )
+        elif e.relation == "wasInformedBy":
+            doc.relate("wasInformedBy", prov_informed=src, prov_informant=dst)
         elif e.relation == "used" and nodes[e.source].type == "serving":
             doc.relate("used", prov_activity=src, prov_entity=dst, prov_role="served_adapter")
         elif e.relation == "used" and nodes[e.source].type == "alias_event":

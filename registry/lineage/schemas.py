@@ -5,9 +5,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 NodeType = Literal[
-    "adapter_version", "dataset", "base_model", "job", "eval", "alias_event", "agent", "serving"
+    "adapter_version",
+    "dataset",
+    "base_model",
+    "job",
+    "eval",
+    "alias_event",
+    "agent",
+    "serving",
+    "trigger",
 ]
-Relation = Literal["wasDerivedFrom", "used", "wasGeneratedBy", "wasAttributedTo"]
+Relation = Literal["wasDerivedFrom", "used", "wasGeneratedBy", "wasAttributedTo", "wasInformedBy"]
 LineageFormat = Literal["graph", "prov"]
 
 

@@ -139,11 +139,11 @@ class LineageService:
         )
         g.edge(vid, bid, "used")
         if v.job_id is not None:
-            g.edge(
-                vid,
-                g.node(f"job:{v.job_id}", "job", f"job {v.job_id}", job_id=v.job_id),
-                "wasGeneratedBy",
-            )
+            job = g.node(f"job:{v.job_id}", "job", f"job {v.job_id}", job_id=v.job_id)
+            g.edge(vid, job, "wasGeneratedBy")
+            trigger = _trigger_node(g, v)
+            if trigger is not None:
+                g.edge(job, trigger, "wasInformedBy")
         agent = g.node(f"agent:{v.created_by}", "agent", v.created_by, subject=v.created_by)
         g.edge(vid, agent, "wasAttributedTo")
 
@@ -211,6 +211,23 @@ class LineageService:
                 roles.setdefault(e.target, set()).add(str(e.attrs["role"]))
         for node_id, found in roles.items():
             g.nodes[node_id].attrs["role"] = ",".join(sorted(found))
+
+
+def _trigger_node(g: _Graph, v: AdapterVersion) -> str | None:
+    """Why an automatic retrain started: the schedule's due time, or the drift that crossed."""
+    ref = v.trigger_ref or {}
+    if v.trigger == "schedule" and "schedule" in ref:
+        when = ref.get("schedule", {})
+        label = f"schedule '{when.get('cron')}' ({when.get('timezone')}) due {ref.get('due_at')}"
+        return g.node(f"trigger:{v.id}", "trigger", label, kind="schedule", **ref)
+    if v.trigger == "drift" and "drift" in ref:
+        d = ref["drift"]
+        label = (
+            f"drift: {d.get('metric')} {float(d.get('value', 0)):.3g} > {d.get('threshold')} "
+            f"on {d.get('sample_size')} prompts"
+        )
+        return g.node(f"trigger:{v.id}", "trigger", label, kind="drift", **ref)
+    return None
 
 
 lineage = LineageService()

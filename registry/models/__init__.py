@@ -13,6 +13,7 @@ from registry.models.base_model import BaseModel
 from registry.models.dataset import Dataset
 from registry.models.evaluation import DriftMetric, Eval
 from registry.models.oauth_client import OAuthClient
+from registry.models.retraining import DriftPolicy, TrainingSchedule
 from registry.models.serving import TrafficSample, UsageRecord
 from registry.models.tenant import Tenant
 from registry.models.training_job import TrainingJob, TrainingJobEvent
@@ -30,10 +31,12 @@ __all__ = [
     "BaseModel",
     "Dataset",
     "DriftMetric",
+    "DriftPolicy",
     "Eval",
     "OAuthClient",
     "Tenant",
     "TrainingJob",
+    "TrainingSchedule",
     "TrafficSample",
     "TrainingJobEvent",
     "UsageRecord",

@@ -43,5 +43,6 @@ class DriftMetric(Base):
     window_start: Mapped[dt.datetime]
     window_end: Mapped[dt.datetime]
     sample_size: Mapped[int] = mapped_column(BigInteger)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

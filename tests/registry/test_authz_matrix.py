@@ -76,6 +76,8 @@ _DRIFT = {
     "window_end": "2026-01-02T00:00:00Z",
 }
 
+_SCHEDULE = {"cron": "0 3 1 1,4,7,10 *", "timezone": "Europe/Berlin"}
+
 
 ENDPOINTS = [
     Endpoint("GET", "/healthz", "public"),
@@ -161,6 +163,19 @@ ENDPOINTS = [
     Endpoint("GET", JOBS + "/{job_id}", "tenant_read"),
     Endpoint("POST", JOBS + "/{job_id}/cancel", "tenant_write"),
     Endpoint("GET", "/v1/training-jobs", "audit"),
+    Endpoint("PUT", AD + "/schedule", "ops_write", json=lambda c: _SCHEDULE),
+    Endpoint("GET", AD + "/schedule", "tenant_read"),
+    Endpoint("DELETE", AD + "/schedule", "ops_write"),
+    Endpoint("GET", "/v1/schedules", "audit"),
+    Endpoint("PUT", AD + "/drift-policy", "ops_write", json=lambda c: {"metric": "oov_rate"}),
+    Endpoint("GET", AD + "/drift-policy", "tenant_read"),
+    Endpoint("DELETE", AD + "/drift-policy", "ops_write"),
+    Endpoint(
+        "POST",
+        "/v1/tenants/{tenant}/traffic",
+        "tenant_write",
+        json=lambda c: {"adapter": "support", "samples": [{"prompt": "2+2?"}]},
+    ),
     Endpoint("GET", "/v1/audit/events", "audit"),
     Endpoint("GET", "/v1/audit/verify", "audit"),
 ]
@@ -207,7 +222,8 @@ def _headers_for(world: World, caller: str) -> dict[str, str]:
 
 
 def _build(world: World, base_dir: Path) -> dict[str, str]:
-    """acme with a dataset, a spare client, adapter `support` v1 at `production`."""
+    """acme with a dataset, a spare client, adapter `support` v1 at `production` with a
+    retrain schedule and a drift policy."""
     world.acme = acme = world.tenant("acme")  # type: ignore[attr-defined]
     world.globex = world.tenant("globex")  # type: ignore[attr-defined]
     ops, h = world.ops.headers, acme.headers
@@ -232,6 +248,8 @@ def _build(world: World, base_dir: Path) -> dict[str, str]:
         world.http.put(
             "/v1/tenants/acme/adapters/support/aliases/production", json={"version": 1}, headers=h
         ),
+        world.http.put("/v1/tenants/acme/adapters/support/schedule", json=_SCHEDULE, headers=ops),
+        world.http.put("/v1/tenants/acme/adapters/support/drift-policy", json={}, headers=ops),
     ]
     calls.append(
         world.http.post(

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from registry.auth import scopes as sc
+from registry.dependencies import SessionDep, TenantContext, tenant_access
+from registry.drift.schemas import DriftPolicyIn, DriftPolicyOut, TrafficIn, TrafficOut
+from registry.drift.service import drift_policies
+from registry.drift.traffic import ingest
+from registry.errors import PayloadTooLarge
+
+router = APIRouter(tags=["drift"])
+POLICY = "/v1/tenants/{tenant}/adapters/{name}/drift-policy"
+MAX_TRAFFIC_BODY = 8 * 1024 * 1024
+
+Read = Annotated[TenantContext, Depends(tenant_access(sc.ADAPTERS_READ))]
+OpsWrite = Annotated[TenantContext, Depends(tenant_access(sc.RETRAINING_WRITE, write=True))]
+TrafficWrite = Annotated[TenantContext, Depends(tenant_access(sc.DATASETS_WRITE, write=True))]
+
+
+@router.put(POLICY, response_model=DriftPolicyOut)
+def set_drift_policy(
+    ctx: OpsWrite, name: str, body: DriftPolicyIn, session: SessionDep
+) -> DriftPolicyOut:
+    """Ops: retrain this adapter when `metric` on its live traffic crosses `threshold`
+    (at least `min_samples` prompts in the last `window`; at most once per `cooldown`)."""
+    row = drift_policies.put(session, actor=ctx.principal, tenant=ctx.tenant, name=name, data=body)
+    return drift_policies.out(row, ctx.tenant.slug, name)
+
+
+@router.get(POLICY, response_model=DriftPolicyOut)
+def get_drift_policy(ctx: Read, name: str, session: SessionDep) -> DriftPolicyOut:
+    row = drift_policies.get(session, tenant=ctx.tenant, name=name)
+    return drift_policies.out(row, ctx.tenant.slug, name)
+
+
+@router.delete(POLICY, status_code=204)
+def delete_drift_policy(ctx: OpsWrite, name: str, session: SessionDep) -> Response:
+    drift_policies.delete(session, actor=ctx.principal, tenant=ctx.tenant, name=name)
+    return Response(status_code=204)
+
+
+def _bounded(request: Request) -> None:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_TRAFFIC_BODY:
+        raise PayloadTooLarge(
+            f"body is {int(length)} bytes; send at most {MAX_TRAFFIC_BODY // 2**20} MiB per call"
+        )
+
+
+@router.post(
+    "/v1/tenants/{tenant}/traffic",
+    status_code=201,
+    response_model=TrafficOut,
+    dependencies=[Depends(_bounded)],
+)
+def post_traffic(ctx: TrafficWrite, body: TrafficIn, session: SessionDep) -> TrafficOut:
+    """Prompts your own inference stack answered with one of your adapters (up to 1000 per
+    call), for drift monitoring. Checked whole: one bad sample stores none."""
+    return ingest(session, actor=ctx.principal, tenant=ctx.tenant, data=body)

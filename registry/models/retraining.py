@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import JSON, Float, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from registry.db import Base, utcnow
+
+
+class TrainingSchedule(Base):
+    """A cron schedule that retrains one adapter. `next_run_at` is the next due time in UTC
+    (None while disabled); the tick claims due rows under row locks and moves it forward."""
+
+    __tablename__ = "training_schedules"
+    __table_args__ = (Index("ix_training_schedules_due", "enabled", "next_run_at"),)
+
+    adapter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("adapters.id"), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    cron: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    enabled: Mapped[bool]
+    datasets: Mapped[str] = mapped_column(String(16))  # latest | all
+    dataset_names: Mapped[list[str] | None] = mapped_column(JSON)  # None: every name
+    next_run_at: Mapped[dt.datetime | None]
+    last_due_at: Mapped[dt.datetime | None]
+    last_run_at: Mapped[dt.datetime | None]
+    last_job_id: Mapped[uuid.UUID | None]
+    last_outcome: Mapped[str] = mapped_column(String(16), default="")  # queued | skipped
+    last_message: Mapped[str] = mapped_column(String(2000), default="")
+    updated_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DriftPolicy(Base):
+    """When one adapter's drift metric crosses `threshold` (on at least `min_samples` prompts of
+    the last `window_seconds`), retrain it, at most once per `cooldown_seconds`."""
+
+    __tablename__ = "drift_policies"
+
+    adapter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("adapters.id"), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    metric: Mapped[str] = mapped_column(String(50))
+    threshold: Mapped[float] = mapped_column(Float)
+    window_seconds: Mapped[int]
+    min_samples: Mapped[int]
+    cooldown_seconds: Mapped[int]
+    enabled: Mapped[bool]
+    datasets: Mapped[str] = mapped_column(String(16))
+    dataset_names: Mapped[list[str] | None] = mapped_column(JSON)
+    last_checked_at: Mapped[dt.datetime | None]
+    last_outcome: Mapped[str] = mapped_column(String(16), default="")
+    last_message: Mapped[str] = mapped_column(String(2000), default="")
+    last_triggered_at: Mapped[dt.datetime | None]
+    last_job_id: Mapped[uuid.UUID | None]
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from registry.models import Adapter, Tenant, TrainingJob, TrainingSchedule
+
+UNFINISHED = ("queued", "running")
+
+
+class ScheduleRepository:
+    """One tenant's schedules: every query filters on the tenant."""
+
+    def __init__(self, session: Session, tenant_id: uuid.UUID) -> None:
+        self.session, self.tenant_id = session, tenant_id
+
+    def _base(self) -> Select[TrainingSchedule]:
+        return select(TrainingSchedule).where(TrainingSchedule.tenant_id == self.tenant_id)
+
+    def get(self, adapter_id: uuid.UUID, *, lock: bool = False) -> TrainingSchedule | None:
+        stmt = self._base().where(TrainingSchedule.adapter_id == adapter_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        return self.session.execute(stmt).scalar_one_or_none()
+
+    def add(self, schedule: TrainingSchedule) -> None:
+        self.session.add(schedule)
+
+    def delete(self, schedule: TrainingSchedule) -> None:
+        self.session.delete(schedule)
+
+    def unfinished_job(self, adapter_id: uuid.UUID) -> TrainingJob | None:
+        stmt = (
+            select(TrainingJob)
+            .where(
+                TrainingJob.tenant_id == self.tenant_id,
+                TrainingJob.adapter_id == adapter_id,
+                TrainingJob.status.in_(UNFINISHED),
+            )
+            .limit(1)
+        )
+        return self.session.execute(stmt).scalar_one_or_none()
+
+
+class PlatformScheduleRepository:
+    """Across tenants: ops listings and the tick (which then works per tenant)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def claim_due(self, now: dt.datetime, limit: int) -> Sequence[TrainingSchedule]:
+        """Due schedules, locked until commit. SKIP LOCKED: a concurrent tick passes over the
+        rows this one holds instead of waiting for them, and once this one commits they are no
+        longer due. (SQLite ignores the clause; it has a single writer anyway.)"""
+        stmt = (
+            select(TrainingSchedule)
+            .where(TrainingSchedule.enabled.is_(True), TrainingSchedule.next_run_at <= now)
+            .order_by(TrainingSchedule.next_run_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return self.session.execute(stmt).scalars().all()
+
+    def list(
+        self, *, tenant_id: uuid.UUID | None, enabled: bool | None, limit: int
+    ) -> Sequence[tuple[TrainingSchedule, str, str]]:
+        stmt = (
+            select(TrainingSchedule, Tenant.slug, Adapter.name)
+            .join(Tenant, Tenant.id == TrainingSchedule.tenant_id)
+            .join(Adapter, Adapter.id == TrainingSchedule.adapter_id)
+        )
+        if tenant_id is not None:
+            stmt = stmt.where(TrainingSchedule.tenant_id == tenant_id)
+        if enabled is not None:
+            stmt = stmt.where(TrainingSchedule.enabled.is_(enabled))
+        stmt = stmt.order_by(TrainingSchedule.next_run_at.asc().nulls_last(), Tenant.slug)
+        return [(s, slug, name) for s, slug, name in self.session.execute(stmt.limit(limit))]

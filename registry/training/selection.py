@@ -1,0 +1,56 @@
+"""Which datasets an automatic retrain (schedule or drift) trains on.
+
+`latest`: the newest version of each dataset name; `all`: every version of each name. The names
+are the ones given, else those the adapter's current version (production, or the latest ready)
+was trained on, else every dataset name of the tenant.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.adapters.repository import VersionRepository
+from registry.adapters.versions import versions
+from registry.errors import Unprocessable
+from registry.models import Adapter, Dataset
+
+DatasetMode = Literal["latest", "all"]
+
+
+def dataset_names(session: Session, adapter: Adapter, names: list[str] | None) -> list[str]:
+    if names:
+        return sorted(set(names))
+    current = versions.default_parent(session, adapter=adapter)
+    if current is not None:
+        used = VersionRepository(session, adapter.tenant_id).datasets([current.id])[current.id]
+        trained = sorted({d.name for d, role in used if role == "train"})
+        if trained:
+            return trained
+    stmt = select(Dataset.name).where(Dataset.tenant_id == adapter.tenant_id).distinct()
+    return sorted(session.execute(stmt).scalars())
+
+
+def select_datasets(
+    session: Session, adapter: Adapter, mode: DatasetMode, names: list[str] | None
+) -> list[Dataset]:
+    chosen = dataset_names(session, adapter, names)
+    if not chosen:
+        raise Unprocessable(f"tenant has no datasets to retrain adapter '{adapter.name}' on")
+    stmt = (
+        select(Dataset)
+        .where(Dataset.tenant_id == adapter.tenant_id, Dataset.name.in_(chosen))
+        .order_by(Dataset.name, Dataset.version)
+    )
+    rows = list(session.execute(stmt).scalars())
+    missing = sorted(set(chosen) - {d.name for d in rows})
+    if missing:
+        raise Unprocessable(f"no dataset named {', '.join(map(repr, missing))}")
+    if mode == "all":
+        return rows
+    newest: dict[str, Dataset] = {}
+    for d in rows:
+        newest[d.name] = d  # ordered by version: the last one wins
+    return list(newest.values())
