@@ -102,6 +102,9 @@ def _one(
     tenant = session.get(Tenant, tenant_id)
     found = session.get(Adapter, adapter_id)
     assert tenant is not None and found is not None and found.tenant_id == tenant.id
+    # The adapter's row lock first, as creating a job takes it first: passes over one adapter
+    # run one after the other, and never deadlock with a job being created meanwhile.
+    AdapterRepository(session, tenant.id).lock(found)
     start = now - dt.timedelta(seconds=window)
     samples = DriftRepository(session, tenant.id).window(
         found.id, start, now, ctx.settings.drift_max_samples

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from registry.adapters.repository import AdapterRepository
 from registry.auth.principal import Principal
 from registry.errors import LoraplexError
 from registry.models import Adapter, Tenant, TrainingJob
@@ -40,6 +41,9 @@ def start_retrain(
     queue: TaskQueue,
     actor: Principal,
 ) -> TrainingJob:
+    # Lock the adapter first: a schedule and a drift policy firing at once for one adapter are
+    # serialized here, and the second one sees the first one's job.
+    AdapterRepository(session, tenant.id).lock(adapter)
     busy = ScheduleRepository(session, tenant.id).unfinished_job(adapter.id)
     if busy is not None:
         raise Skipped(f"training job {busy.id} of adapter '{adapter.name}' is still {busy.status}")
