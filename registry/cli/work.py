@@ -25,9 +25,13 @@ def _parse_now(now: str | None) -> dt.datetime | None:
 
 
 def _context_note() -> None:
+    """Logs to stderr (stdout is the command's JSON); say where created jobs will run."""
+    from registry.logging import configure_logging
     from registry.settings import get_settings
 
-    if not get_settings().broker_url:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    if not settings.broker_url:
         typer.echo(
             "no LORAPLEX_BROKER_URL: jobs this creates run in this process before it exits",
             err=True,
@@ -67,6 +71,7 @@ def reap() -> None:
     from workers.context import get_context
     from workers.reaper import reap as run
 
+    _context_note()
     typer.echo(json.dumps(run(get_context())))
 
 

@@ -3,6 +3,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from registry.auth import scopes as sc
 from registry.dependencies import SessionDep, TenantContext, tenant_access
@@ -42,21 +45,43 @@ def delete_drift_policy(ctx: OpsWrite, name: str, session: SessionDep) -> Respon
     return Response(status_code=204)
 
 
-def _bounded(request: Request) -> None:
+async def _read_bounded(request: Request) -> bytes:
+    """The body, refused with 413 as soon as it passes the limit (declared or streamed)."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_TRAFFIC_BODY:
         raise PayloadTooLarge(
             f"body is {int(length)} bytes; send at most {MAX_TRAFFIC_BODY // 2**20} MiB per call"
         )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_TRAFFIC_BODY:
+            raise PayloadTooLarge(
+                f"body is over {MAX_TRAFFIC_BODY // 2**20} MiB; send at most that per call"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @router.post(
     "/v1/tenants/{tenant}/traffic",
     status_code=201,
     response_model=TrafficOut,
-    dependencies=[Depends(_bounded)],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": TrafficIn.model_json_schema()}},
+        }
+    },
 )
-def post_traffic(ctx: TrafficWrite, body: TrafficIn, session: SessionDep) -> TrafficOut:
+async def post_traffic(ctx: TrafficWrite, request: Request, session: SessionDep) -> TrafficOut:
     """Prompts your own inference stack answered with one of your adapters (up to 1000 per
-    call), for drift monitoring. Checked whole: one bad sample stores none."""
-    return ingest(session, actor=ctx.principal, tenant=ctx.tenant, data=body)
+    call, 8 MiB), for drift monitoring. Checked whole: one bad sample stores none."""
+    raw = await _read_bounded(request)
+    try:
+        body = TrafficIn.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False), body=None) from exc
+    return await run_in_threadpool(
+        ingest, session, actor=ctx.principal, tenant=ctx.tenant, data=body
+    )
