@@ -26,7 +26,7 @@ from workers.devmodel.samples import ORDERS_SYSTEM, sample_rows, to_jsonl
 
 pytestmark = pytest.mark.slow
 T, A = "initrode", "ledger"
-QUICK = {"epochs": 3, "learning_rate": 0.005, "batch_size": 8, "rank": 8, "max_seq_length": 128}
+QUICK = {"epochs": 3, "learning_rate": 0.005, "batch_size": 8, "rank": 8, "max_seq_length": 512}
 PROMPT = (
     f"<|system|>\n{ORDERS_SYSTEM}<|end|>"
     "<|user|>\nPlease send 3 apples to Alice.<|end|><|assistant|>\n"
@@ -113,9 +113,14 @@ def loop(serving: ServingStack) -> Iterator[Loop]:
 
 
 def _trigger(lineage: dict[str, Any], job_id: str) -> dict[str, Any]:
-    [node] = [n for n in lineage["nodes"] if n["type"] == "trigger"]
-    edges = [(e["source"], e["target"], e["relation"]) for e in lineage["edges"]]
-    assert (f"job:{job_id}", node["id"], "wasInformedBy") in edges
+    """The trigger node the job `wasInformedBy` (the parent chain brings its own triggers)."""
+    [target] = [
+        e["target"]
+        for e in lineage["edges"]
+        if e["source"] == f"job:{job_id}" and e["relation"] == "wasInformedBy"
+    ]
+    [node] = [n for n in lineage["nodes"] if n["id"] == target]
+    assert node["type"] == "trigger"
     return node
 
 
@@ -163,7 +168,7 @@ def test_a_scheduled_retrain_reaches_the_gateway(
     [job_id] = tick["queued"]
 
     job = loop.wait_job(job_id)
-    assert job["status"] == "succeeded", job
+    assert job["status"] == "succeeded", (job["error"], job["events"][-4:])
     assert job["trigger"] == "schedule" and job["trigger_ref"]["due_at"] == due.isoformat()
     assert [e["kind"] for e in job["events"]][-2:] == ["promoted", "succeeded"], job["events"]
 
@@ -234,12 +239,15 @@ def test_drift_on_gateway_traffic_retrains_once(loop: Loop) -> None:
     assert again["decision"]["outcome"] == "cooldown"
 
     job = loop.wait_job(job_id)
-    assert job["status"] == "succeeded", job
+    assert job["status"] == "succeeded", (job["error"], job["events"][-4:])
     assert job["trigger"] == "drift" and job["version"] == 3
     jobs = s.ok(s.http.get(f"/v1/tenants/{T}/training-jobs?adapter={A}", headers=loop.h))["items"]
     assert sorted(j["trigger"] for j in jobs) == ["drift", "schedule"]
-    trigger = _trigger(loop.lineage(3), job_id)
+    lineage = loop.lineage(3)
+    trigger = _trigger(lineage, job_id)
     assert trigger["attrs"]["kind"] == "drift"
+    kinds = sorted(n["attrs"]["kind"] for n in lineage["nodes"] if n["type"] == "trigger")
+    assert kinds == ["drift", "schedule"]  # v3's own, and its parent v2's
     assert trigger["attrs"]["drift"]["metric"] == "prompt_length_psi"
     assert trigger["attrs"]["drift"]["value"] > trigger["attrs"]["drift"]["threshold"] == 0.2
     assert trigger["attrs"]["drift"]["served_version"] == 2
