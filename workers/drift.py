@@ -102,9 +102,6 @@ def _one(
     tenant = session.get(Tenant, tenant_id)
     found = session.get(Adapter, adapter_id)
     assert tenant is not None and found is not None and found.tenant_id == tenant.id
-    # The adapter's row lock first, as creating a job takes it first: passes over one adapter
-    # run one after the other, and never deadlock with a job being created meanwhile.
-    AdapterRepository(session, tenant.id).lock(found)
     start = now - dt.timedelta(seconds=window)
     samples = DriftRepository(session, tenant.id).window(
         found.id, start, now, ctx.settings.drift_max_samples
@@ -116,6 +113,7 @@ def _one(
     actor = Principal.local_operator(MONITOR)
     versions_repo = VersionRepository(session, tenant.id)
     measured: list[dict[str, Any]] = []
+    results: list[tuple[AdapterVersion, int, dict[str, float], dict[str, Any]]] = []
     for version_id, records in by_version.items():
         version = versions_repo.get_by_id(version_id)
         if version is None:
@@ -125,8 +123,13 @@ def _one(
             measured.append({"version": version.version, "skipped": "no training data"})
             continue
         live = Profile.of(records)
-        values = compare(reference, live)
-        details = {"version": version.version, **describe(reference, live)}
+        results.append((version, live.size, compare(reference, live), describe(reference, live)))
+    # The adapter's row lock before writing, as creating a job takes it before anything else:
+    # passes over one adapter write one after the other and never deadlock with a job being
+    # created meanwhile. (Reading the reference data from the store happened above, unlocked.)
+    AdapterRepository(session, tenant.id).lock(found)
+    for version, size, values, described in results:
+        details = {"version": version.version, **described}
         for metric, value in values.items():
             evals.record_drift(
                 session,
@@ -138,12 +141,12 @@ def _one(
                     value=value,
                     window_start=start,
                     window_end=now,
-                    sample_size=live.size,
+                    sample_size=size,
                     version=version.version,
                     details=details,
                 ),
             )
-        measured.append({"version": version.version, "samples": live.size, **values})
+        measured.append({"version": version.version, "samples": size, **values})
     decision = drift_policies.check(
         session, tenant=tenant, adapter=found, now=now, settings=ctx.settings, queue=ctx.queue
     )
