@@ -8,6 +8,7 @@ import typer
 
 from registry.cli import demo as demo_cmd
 from registry.cli import dev as dev_cmd
+from registry.cli import lineage_view, remote, remote_ops
 from registry.cli import work as work_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="loraplex platform CLI")
@@ -24,6 +25,20 @@ app.command("beat")(work_cmd.beat)
 app.add_typer(work_cmd.jobs_app, name="jobs")
 app.add_typer(work_cmd.schedules_app, name="schedules")
 app.add_typer(work_cmd.drift_app, name="drift")
+# Over HTTP, against any deployment (`loraplex login` first).
+app.command("login")(remote.login)
+app.add_typer(remote.tenants_app, name="tenants")
+app.add_typer(remote.datasets_app, name="datasets")
+app.add_typer(remote.adapters_app, name="adapters")
+app.command("train")(remote.train)
+app.command("versions")(remote.versions)
+app.command("promote")(remote.promote)
+app.command("rollback")(remote.rollback)
+app.add_typer(remote.schedule_app, name="schedule")
+app.add_typer(remote.drift_app, name="drift-policy")
+app.command("lineage")(lineage_view.lineage)
+app.add_typer(remote.audit_app, name="audit")
+_ = remote_ops  # registers the schedule, drift-policy and audit commands
 
 
 @db_app.command("upgrade")

@@ -8,8 +8,12 @@ import json
 import typer
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Training job housekeeping")
-schedules_app = typer.Typer(no_args_is_help=True, help="Retrain schedules")
-drift_app = typer.Typer(no_args_is_help=True, help="Drift metrics and drift-triggered retrains")
+schedules_app = typer.Typer(
+    no_args_is_help=True, help="Run the retrain schedule tick here (beat's job; database access)"
+)
+drift_app = typer.Typer(
+    no_args_is_help=True, help="Run the drift pass here (beat's job; database access)"
+)
 
 
 def _parse_now(now: str | None) -> dt.datetime | None:
@@ -55,8 +59,8 @@ def worker(
 
 
 def beat() -> None:
-    """Run the periodic scheduler (exactly one per deployment): the job reaper, and later the
-    schedule and drift ticks."""
+    """Run the periodic scheduler (exactly one per deployment): the job reaper, the retrain
+    schedule tick and the drift pass."""
     from registry.settings import get_settings
     from workers.celery_app import app
 

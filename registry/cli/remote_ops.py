@@ -1,0 +1,123 @@
+"""Ops verbs over HTTP: retrain schedules, drift policies, the audit chain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from registry.cli.client import Api
+from registry.cli.remote import TenantOpt, _json, audit_app, console, drift_app, schedule_app
+
+
+def _adapter_url(api: Api, tenant: str | None, adapter: str) -> str:
+    return f"/v1/tenants/{api.tenant(tenant)}/adapters/{adapter}"
+
+
+@schedule_app.command("set")
+def schedule_set(
+    adapter: str,
+    cron: str = typer.Option(..., help="e.g. '0 3 1 1,4,7,10 *' (03:00 on each quarter's 1st)"),
+    timezone: str = typer.Option("UTC", help="IANA zone the cron is read in"),
+    datasets: str = typer.Option("latest", help="latest | all"),
+    name: list[str] = typer.Option([], "--dataset-name", help="dataset names (repeatable)"),
+    disabled: bool = typer.Option(False, "--disabled", help="keep it, but do not run it"),
+    tenant: str = TenantOpt,
+) -> None:
+    """Retrain ADAPTER on a cron schedule (replaces its schedule)."""
+    api = Api.load()
+    body: dict[str, Any] = {
+        "cron": cron,
+        "timezone": timezone,
+        "enabled": not disabled,
+        "datasets": datasets,
+        "dataset_names": name or None,
+    }
+    out = api.put(_adapter_url(api, tenant, adapter) + "/schedule", json=body)
+    upcoming = ", ".join(out["upcoming"]) or "none (disabled)"
+    typer.echo(f"{adapter}: '{cron}' in {timezone}; next runs (UTC): {upcoming}")
+
+
+@schedule_app.command("show")
+def schedule_show(adapter: str, tenant: str = TenantOpt) -> None:
+    api = Api.load()
+    _json(api.get(_adapter_url(api, tenant, adapter) + "/schedule"))
+
+
+@schedule_app.command("delete")
+def schedule_delete(adapter: str, tenant: str = TenantOpt) -> None:
+    api = Api.load()
+    api.delete(_adapter_url(api, tenant, adapter) + "/schedule")
+    typer.echo(f"{adapter}: schedule deleted")
+
+
+@schedule_app.command("list")
+def schedule_list(tenant: str = typer.Option(None, help="only this tenant")) -> None:
+    """Every schedule across tenants, soonest next run first (ops, auditors)."""
+    params = {"tenant": tenant} if tenant else {}
+    table = Table("tenant", "adapter", "cron", "zone", "next run (UTC)", "last outcome")
+    for s in Api.load().get("/v1/schedules", params=params)["items"]:
+        table.add_row(
+            s["tenant"],
+            s["adapter"],
+            s["cron"],
+            s["timezone"],
+            str(s["next_run_at"] or "-"),
+            s["last_outcome"] or "-",
+        )
+    console.print(table)
+
+
+@drift_app.command("set")
+def drift_set(
+    adapter: str,
+    metric: str = typer.Option(
+        "prompt_length_psi", help="prompt_length_psi | unigram_jsd | oov_rate"
+    ),
+    threshold: float = typer.Option(None, help="default: 0.2 PSI, 0.1 JSD, 0.1 OOV rate"),
+    window: str = typer.Option("24h"),
+    min_samples: int = typer.Option(200),
+    cooldown: str = typer.Option("7d"),
+    datasets: str = typer.Option("latest", help="latest | all"),
+    name: list[str] = typer.Option([], "--dataset-name", help="dataset names (repeatable)"),
+    tenant: str = TenantOpt,
+) -> None:
+    """Retrain ADAPTER when its live traffic drifts from its training data."""
+    api = Api.load()
+    body = {
+        "metric": metric,
+        "threshold": threshold,
+        "window": window,
+        "min_samples": min_samples,
+        "cooldown": cooldown,
+        "datasets": datasets,
+        "dataset_names": name or None,
+    }
+    _json(api.put(_adapter_url(api, tenant, adapter) + "/drift-policy", json=body))
+
+
+@drift_app.command("show")
+def drift_show(adapter: str, tenant: str = TenantOpt) -> None:
+    api = Api.load()
+    _json(api.get(_adapter_url(api, tenant, adapter) + "/drift-policy"))
+
+
+@drift_app.command("delete")
+def drift_delete(adapter: str, tenant: str = TenantOpt) -> None:
+    api = Api.load()
+    api.delete(_adapter_url(api, tenant, adapter) + "/drift-policy")
+    typer.echo(f"{adapter}: drift policy deleted")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the audit hash chain; exit 1 if it is broken."""
+    out = Api.load().get("/v1/audit/verify")
+    if out["ok"]:
+        typer.echo(f"audit chain intact: {out['events_checked']} events")
+        return
+    typer.secho(
+        f"audit chain BROKEN at seq {out['first_bad_seq']}: {out['reason']}", err=True, fg="red"
+    )
+    raise typer.Exit(1)
