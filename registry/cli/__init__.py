@@ -8,7 +8,7 @@ import typer
 
 from registry.cli import demo as demo_cmd
 from registry.cli import dev as dev_cmd
-from registry.cli import lineage_view, remote, remote_ops
+from registry.cli import lineage_view, remote, remote_ops, up
 from registry.cli import work as work_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="loraplex platform CLI")
@@ -20,6 +20,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(serve_app, name="serve")
 app.add_typer(dev_cmd.app, name="dev")
 app.command("demo", help="Run the embedded platform and walk through the main flow")(demo_cmd.run)
+app.command("up")(up.up)
 app.command("worker")(work_cmd.worker)
 app.command("beat")(work_cmd.beat)
 app.add_typer(work_cmd.jobs_app, name="jobs")
