@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from registry.cli import demo as demo_cmd
+from registry.cli import demo_loop as demo_cmd
 from registry.cli import dev as dev_cmd
 from registry.cli import lineage_view, remote, remote_ops, up
 from registry.cli import work as work_cmd
@@ -19,7 +19,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(serve_app, name="serve")
 app.add_typer(dev_cmd.app, name="dev")
-app.command("demo", help="Run the embedded platform and walk through the main flow")(demo_cmd.run)
+app.command("demo")(demo_cmd.run)
 app.command("up")(up.up)
 app.command("worker")(work_cmd.worker)
 app.command("beat")(work_cmd.beat)

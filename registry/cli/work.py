@@ -28,6 +28,15 @@ def _parse_now(now: str | None) -> dt.datetime | None:
     return value.astimezone(dt.UTC)
 
 
+def _drain(queue: object) -> None:
+    """Without a broker the jobs just created run here: wait for them before exiting."""
+    from registry.tasks import InProcessQueue
+
+    if isinstance(queue, InProcessQueue):
+        typer.echo("running the queued work in this process...", err=True)
+        queue.drain()
+
+
 def _context_note() -> None:
     """Logs to stderr (stdout is the command's JSON); say where created jobs will run."""
     from registry.logging import configure_logging
@@ -88,7 +97,9 @@ def schedules_tick(
     from workers.periodic import run_tick
 
     _context_note()
-    typer.echo(run_tick(get_context(), now=_parse_now(now)).model_dump_json(indent=2))
+    ctx = get_context()
+    typer.echo(run_tick(ctx, now=_parse_now(now)).model_dump_json(indent=2))
+    _drain(ctx.queue)
 
 
 @drift_app.command("compute")
@@ -102,8 +113,10 @@ def drift_compute(
     from workers.drift import compute_drift
 
     _context_note()
+    ctx = get_context()
     try:
-        report = compute_drift(get_context(), now=_parse_now(now), tenant=tenant, adapter=adapter)
+        report = compute_drift(ctx, now=_parse_now(now), tenant=tenant, adapter=adapter)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(json.dumps(report, indent=2))
+    _drain(ctx.queue)

@@ -1,0 +1,259 @@
+"""`loraplex demo` (`make demo`): the whole loop on this machine, told as it goes.
+
+`loraplex up` in a fresh home; two tenants with their own data and adapters, trained, evaluated
+and promoted; each tenant's requests answered by its own adapter through the gateway; a
+quarterly schedule fired by hand (`loraplex schedules tick --now`); drift from shifted live
+traffic (`loraplex drift compute`) starting a retrain; the lineage of the final version as a
+tree and as an SVG picture; the audit chain verified.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+from rich.console import Console
+
+from registry.cli.client import Api
+from registry.cli.lineage_view import svg, tree
+from registry.cli.remote import follow_job
+from workers.devmodel.samples import ORDERS_SYSTEM, SUPPORT_SYSTEM, sample_rows, to_jsonl
+
+console = Console()
+CLI = [sys.executable, "-m", "registry.cli"]
+TRAINING = {"learning_rate": 0.008, "batch_size": 8, "rank": 8, "max_seq_length": 512}
+EPOCHS = {"orders": 5, "support": 10}
+ASK = {
+    "acme": ("orders", ORDERS_SYSTEM, "Please send 3 apples to Alice."),
+    "globex": ("support", SUPPORT_SYSTEM, "Where is my parcel?"),
+}
+
+
+def base_model_dir() -> Path:
+    """Built once per machine (about two minutes on two cores), then reused."""
+    root = Path(os.environ.get("LORAPLEX_DEMO_CACHE", Path.home() / ".cache" / "loraplex"))
+    return root / "tiny-chat-base"
+
+
+def ensure_base_model(env: dict[str, str]) -> Path:
+    path = base_model_dir()
+    if (path / "model.safetensors").exists():
+        console.print(f"tiny base model already built at {path}")
+        return path
+    subprocess.run([*CLI, "dev", "make-base-model", str(path), "--force"], env=env, check=True)
+    return path
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _step(title: str) -> None:
+    console.rule(f"[bold cyan]{title}")
+
+
+def _api(url: str, client_id: str, secret: str) -> Api:
+    api = Api({"url": url, "client_id": client_id, "client_secret": secret})
+    api.save = lambda: None  # type: ignore[method-assign]  # the demo keeps no CLI profile
+    return api
+
+
+def run(
+    home: Path = typer.Option(Path(".demo"), help="LORAPLEX_HOME for the demo (wiped first)"),
+) -> None:
+    """Start the platform with `loraplex up` and run the whole loop for two tenants."""
+    started = time.monotonic()
+    home = home.resolve()
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    env = {**os.environ, "LORAPLEX_HOME": str(home), "LORAPLEX_TRAFFIC_SAMPLE_RATE": "1.0"}
+    for key in ("LORAPLEX_DATABASE_URL", "LORAPLEX_OBJECT_STORE", "LORAPLEX_BROKER_URL"):
+        env.pop(key, None)
+    _step("1. The tiny base model (built once per machine, about 2 minutes on 2 cores)")
+    base = ensure_base_model(env)
+    ports = {"port": _port(), "gateway-port": _port(), "engine-port": _port()}
+    _step("2. loraplex up: registry + in-process worker, gateway, vLLM CPU engine")
+    args = [f"--{k}={v}" for k, v in ports.items()] + [f"--base-model-path={base}"]
+    log = home / "up.log"
+    with log.open("w") as out:
+        up = subprocess.Popen([*CLI, "up", *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        with console.status("starting (the engine takes a minute or two)"):
+            while "Ctrl-C stops everything" not in log.read_text():
+                if up.poll() is not None:
+                    raise SystemExit(f"loraplex up exited:\n{log.read_text()[-3000:]}")
+                time.sleep(1)
+        console.print(log.read_text().split("\n", 1)[-1])
+        registry, gateway = (
+            f"http://127.0.0.1:{ports['port']}",
+            f"http://127.0.0.1:{ports['gateway-port']}",
+        )
+        _loop(registry, gateway, home, env)
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(60)
+        console.print(log.read_text().strip().splitlines()[-1])
+    console.rule(f"[bold green]demo finished in {time.monotonic() - started:.0f} s")
+
+
+def _loop(registry: str, gateway: str, home: Path, env: dict[str, str]) -> None:
+    creds = json.loads((home / "ops-client.json").read_text())
+    ops = _api(registry, creds["client_id"], creds["client_secret"])
+    _step("3. Ops create two tenants; each uploads its data and creates an adapter")
+    tenants: dict[str, Api] = {}
+    for slug, (adapter, _, _) in ASK.items():
+        ops.post("/v1/tenants", json={"slug": slug, "display_name": slug.title()})
+        client = ops.post(f"/v1/tenants/{slug}/clients", json={})
+        api = tenants[slug] = _api(registry, client["client_id"], client["client_secret"])
+        rows = to_jsonl(sample_rows(adapter, 300, seed=1))  # type: ignore[arg-type]
+        d = api.post(
+            f"/v1/tenants/{slug}/datasets",
+            data={"name": adapter},
+            files={"file": ("d.jsonl", rows)},
+        )
+        console.print(
+            f"{slug}: dataset {d['name']} v{d['version']}, {d['rows']} rows, "
+            f"sha256 {d['sha256'][:12]}…"
+        )
+        training = {**TRAINING, "epochs": EPOCHS[adapter]}
+        body = {"name": adapter, "base_model": "tiny-chat", "training": training}
+        api.post(f"/v1/tenants/{slug}/adapters", json=body)
+        api.put(f"/v1/tenants/{slug}/adapters/{adapter}/promotion-policy", json={"mode": "auto"})
+        api.profile["dataset"] = d["id"]
+    _step("4. Each tenant trains its adapter (held-out evals, auto-promotion gate)")
+    for slug, (adapter, _, _) in ASK.items():
+        api = tenants[slug]
+        job = api.post(
+            f"/v1/tenants/{slug}/training-jobs",
+            json={"adapter": adapter, "dataset_ids": [api.profile["dataset"]]},
+        )
+        console.print(f"[bold]{slug}/{adapter}[/bold]: job {job['id']}")
+        follow_job(api, slug, job["id"], poll=0.5)
+    _step("5. Each tenant calls its own model through the gateway (OpenAI API)")
+    for slug in ASK:
+        _ask(gateway, tenants[slug], slug)
+
+    _step("6. Ops schedule a quarterly retrain for acme; the due time is ticked by hand")
+    more = to_jsonl(sample_rows("orders", 300, seed=3))
+    d = tenants["acme"].post(
+        "/v1/tenants/acme/datasets", data={"name": "orders"}, files={"file": ("d.jsonl", more)}
+    )
+    console.print(f"acme uploaded this quarter's data: orders v{d['version']}, {d['rows']} rows")
+    s = ops.put(
+        "/v1/tenants/acme/adapters/orders/schedule",
+        json={"cron": "0 3 1 1,4,7,10 *", "timezone": "Europe/Berlin", "datasets": "all"},
+    )
+    console.print(
+        f"cron '{s['cron']}' in {s['timezone']}; next runs (UTC): {', '.join(s['upcoming'])}"
+    )
+    due = dt.datetime.fromisoformat(s["next_run_at"]) + dt.timedelta(seconds=30)
+    tick = subprocess.Popen(
+        [*CLI, "schedules", "tick", "--now", due.isoformat()],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    job_id = _wait_for(lambda: ops.get("/v1/tenants/acme/adapters/orders/schedule")["last_job_id"])
+    console.print(
+        f"loraplex schedules tick --now {due.isoformat()} → job {job_id} (trigger schedule)"
+    )
+    follow_job(tenants["acme"], "acme", job_id, poll=0.5)
+    tick.wait()
+    _ask(gateway, tenants["acme"], "acme")
+
+    _step("7. globex's users start writing differently: drift on live traffic starts a retrain")
+    ops.put(
+        "/v1/tenants/globex/adapters/support/drift-policy",
+        json={"window": "1h", "min_samples": 40, "cooldown": "1d", "datasets": "all"},
+    )
+    shifted = sample_rows("support", 300, seed=2, shift=True)
+    tenants["globex"].post(
+        "/v1/tenants/globex/datasets",
+        data={"name": "support"},
+        files={"file": ("d.jsonl", to_jsonl(shifted))},
+    )
+    console.print(
+        "globex uploaded new data (support v2); "
+        "48 of the new kind of prompts go through the gateway"
+    )
+    for row in shifted[:48]:
+        user = [m for m in row["messages"] if m["role"] != "assistant"]
+        _chat(gateway, tenants["globex"], "support", user, 1)
+    time.sleep(1.5)  # the gateway writes traffic samples in batches
+    drift = subprocess.Popen(
+        [*CLI, "drift", "compute", "--tenant", "globex", "--adapter", "support"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    job_id = _wait_for(
+        lambda: ops.get("/v1/tenants/globex/adapters/support/drift-policy")["last_job_id"]
+    )
+    policy = ops.get("/v1/tenants/globex/adapters/support/drift-policy")
+    console.print(f"loraplex drift compute → {policy['last_outcome']}: {policy['last_message']}")
+    follow_job(tenants["globex"], "globex", job_id, poll=0.5)
+    drift.wait()
+    version = _ask(gateway, tenants["globex"], "globex")
+
+    _step(f"8. The lineage of globex's {version}, as an auditor sees it")
+    number = version.split("@v")[1]
+    graph = ops.get(f"/v1/tenants/globex/adapters/support/versions/{number}/lineage")
+    console.print(tree(graph))
+    picture = home / f"lineage-support-v{number}.svg"
+    picture.write_text(svg(graph))
+    console.print(f"lineage picture: {picture}  (open it in a browser)")
+    verify = ops.get("/v1/audit/verify")
+    console.print(f"audit chain: ok={verify['ok']}, {verify['events_checked']} events checked")
+
+
+def _wait_for(get: Any, timeout: float = 300) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := get():
+            return value
+        time.sleep(0.5)
+    raise SystemExit("timed out waiting for the job to be created")
+
+
+def _chat(
+    gateway: str, api: Api, model: str, messages: list[dict[str, str]], max_tokens: int
+) -> httpx.Response:
+    resp = httpx.post(
+        f"{gateway}/v1/chat/completions",
+        json={"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0},
+        headers=api._headers(),
+        timeout=120,
+        trust_env=False,
+    )
+    if resp.status_code != 200:
+        raise SystemExit(f"gateway: {resp.status_code} {resp.text}")
+    return resp
+
+
+def _ask(gateway: str, api: Api, slug: str) -> str:
+    adapter, system, question = ASK[slug]
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+    time.sleep(1.0)  # an alias move reaches the gateway within 0.5 s
+    resp = _chat(gateway, api, adapter, messages, 40)
+    answer = resp.json()["choices"][0]["message"]["content"]
+    label = resp.headers["x-loraplex-model"]
+    console.print(
+        f"[bold]{slug}[/bold] asks {adapter}: {question!r}\n"
+        f"  [green]{label}[/green] answers: {answer!r}"
+    )
+    return label
