@@ -87,6 +87,12 @@ class InProcessQueue:
         except Exception:
             log.exception("task.failed", task=name)
 
+    def drain(self) -> None:
+        """Wait until every task sent so far has run (a one-shot command before it exits;
+        new work cannot be scheduled once the interpreter starts shutting down)."""
+        for name in ("default", "training"):
+            self._pools[name].shutdown(wait=True)
+
     def shutdown(self) -> None:
         if hasattr(self, "_stop"):
             self._stop.set()
