@@ -33,9 +33,9 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from cli.compose import build_registry_app
 from registry.adapters.service import adapters
 from registry.aliases.service import aliases
-from registry.app import create_app
 from registry.auth.principal import Principal
 from registry.auth.scopes import Role
 from registry.auth.service import clients
@@ -132,16 +132,12 @@ async def _load(
 
 
 def bench_app() -> FastAPI:
-    """`create_app()` plus the lineage router while registry/app.py lacks it (a stopgap)."""
-    from registry.lineage.endpoints import router
+    """The registry app as `loraplex serve registry` builds it, settings from the environment."""
     from registry.logging import configure_logging
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
-    app = create_app(settings)
-    if not any(getattr(r, "path", "").endswith("/lineage") for r in app.routes):
-        app.include_router(router)
-    return app
+    return build_registry_app(settings)
 
 
 def start_server(settings: Settings, native: bool, workers: int) -> tuple[Any, str]:
@@ -150,7 +146,7 @@ def start_server(settings: Settings, native: bool, workers: int) -> tuple[Any, s
     port, home = free_port(), Path(settings.home)
     keys = ("home", "database_url", "object_store")
     env = os.environ | {f"LORAPLEX_{k.upper()}": str(getattr(settings, k)) for k in keys}
-    target = "registry.cli serve registry" if native else "uvicorn --factory --no-access-log"
+    target = "cli serve registry" if native else "uvicorn --factory --no-access-log"
     cmd = [sys.executable, "-m", *target.split(), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--workers", str(workers)] + ([] if native else ["bench.lineage_bench:bench_app"])
     io: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stderr": subprocess.STDOUT}
@@ -240,7 +236,7 @@ def prepare(settings: Settings, args: Any, rng: random.Random) -> tuple[FastAPI,
     """Migrations, the app (which writes the signing key the server will share), the seed."""
     t0 = time.perf_counter()
     upgrade(str(settings.database_url))
-    app = create_app(settings)
+    app = build_registry_app(settings)
     t1 = time.perf_counter()
     with app.state.engine.begin() as conn:
         data = bulk_seed(conn, args.tenants, args.versions, rng)

@@ -5,9 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 from fastapi import FastAPI
 
@@ -28,45 +25,28 @@ from registry.health.endpoints import router as health_router
 from registry.lineage.endpoints import router as lineage_router
 from registry.logging import RequestLogMiddleware
 from registry.schedules.endpoints import router as schedules_router
-from registry.settings import Settings, get_settings
-from registry.storage import ObjectStore, open_store
-from registry.tasks import DRIFT, REAP, SCHEDULE_TICK, InProcessQueue, make_queue
+from registry.settings import Settings
+from registry.storage import open_configured_store
+from registry.tasks import InProcessWork, TaskQueue
 from registry.tenants.endpoints import router as tenants_router
 from registry.training.endpoints import router as training_router
 
 
-def open_configured_store(settings: Settings) -> ObjectStore:
-    url = settings.resolved_object_store
-    if url.startswith("file://"):
-        Path(url2pathname(urlparse(url).path)).mkdir(parents=True, exist_ok=True)
-    return open_store(
-        url,
-        s3_endpoint_url=settings.s3_endpoint_url,
-        s3_region=settings.s3_region,
-        s3_access_key_id=settings.s3_access_key_id,
-        s3_secret_access_key=settings.s3_secret_access_key,
-        part_size=settings.s3_part_size,
-        create_bucket=settings.s3_create_bucket,
-    )
-
-
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The embedded default has no beat: its server runs the periodic tasks itself."""
+    """The embedded default has no beat: its in-process queue runs the periodic tasks."""
     tasks = app.state.tasks
-    settings = app.state.settings
-    if isinstance(tasks, InProcessQueue):
-        tasks.start_periodic(REAP, settings.reaper_interval_seconds)
-        tasks.start_periodic(SCHEDULE_TICK, settings.schedule_tick_seconds)
-        if settings.drift_interval_seconds:
-            tasks.start_periodic(DRIFT, settings.drift_interval_seconds)
+    if isinstance(tasks, InProcessWork):
+        tasks.start()
     yield
-    if isinstance(tasks, InProcessQueue):
-        tasks.shutdown()
+    if isinstance(tasks, InProcessWork):
+        tasks.close()
 
 
-def create_app(settings: Settings | None = None, *, engine_kwargs: dict | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(
+    settings: Settings, *, queue: TaskQueue, engine_kwargs: dict | None = None
+) -> FastAPI:
+    """The registry app; `queue` is where it sends work (built by the composition root, `cli/`)."""
     settings.home_dir.mkdir(parents=True, exist_ok=True)
     logging.getLogger("uvicorn.access").disabled = True  # RequestLogMiddleware logs requests
 
@@ -83,7 +63,7 @@ def create_app(settings: Settings | None = None, *, engine_kwargs: dict | None =
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.store = open_configured_store(settings)
     app.state.signing_keys = keys
-    app.state.tasks = make_queue(settings)
+    app.state.tasks = queue
     app.state.token_server = TokenServer(
         keys.private,
         issuer=settings.jwt_issuer,

@@ -146,7 +146,7 @@ class RegistryResolver:
 
 def build_resolver(settings: Settings) -> RegistryResolver:
     """Everything the resolver needs, from the same `LORAPLEX_*` settings as the other services."""
-    from registry.app import open_configured_store
+    from registry.storage import open_configured_store
 
     if not settings.engine_base_model:
         raise RuntimeError("LORAPLEX_ENGINE_BASE_MODEL is not set: the resolver needs it")

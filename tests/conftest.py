@@ -108,7 +108,7 @@ def pg_settings(pg_url: str, s3_endpoint: str, home: Path, prefix: str) -> Setti
 @pytest.fixture(scope="session")
 def pg_app(pg_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
     home = tmp_path_factory.mktemp("pg-home")
-    return create_app(pg_settings(pg_url, s3_endpoint, home, "session"))
+    return create_app(pg_settings(pg_url, s3_endpoint, home, "session"), queue=RecordingQueue())
 
 
 def s3_store(endpoint: str, prefix: str) -> ObjectStore:
@@ -201,7 +201,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
         settings = Settings(home=tmp_path / "home", log_json=True)
         settings.home_dir.mkdir()
         upgrade(settings.resolved_database_url)
-        app = create_app(settings)
+        app = create_app(settings, queue=RecordingQueue())
         yield Stack("sqlite", app, app.state.engine)
         app.state.engine.dispose()
         return

@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from tests.services import AWS_ENV, _die_with, free_port
 
 BUCKET = "loraplex-live"
-CLI = [sys.executable, "-m", "registry.cli"]
+CLI = [sys.executable, "-m", "cli"]
 
 
 def _pg_admin(pg_admin_url: str, sql: str) -> None:

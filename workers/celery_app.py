@@ -10,21 +10,12 @@ from celery import Celery
 from celery.signals import setup_logging
 
 from registry.settings import Settings, get_settings
-from registry.tasks import DRIFT, QUEUES, REAP, SCHEDULE_TICK
+from registry.tasks import QUEUES, periodic_tasks
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
     """The reaper, the retrain-schedule tick and (unless switched off) the drift pass."""
-    out: dict[str, dict[str, object]] = {
-        "reap-training-jobs": {"task": REAP, "schedule": float(settings.reaper_interval_seconds)},
-        "tick-schedules": {
-            "task": SCHEDULE_TICK,
-            "schedule": float(settings.schedule_tick_seconds),
-        },
-    }
-    if settings.drift_interval_seconds:
-        out["compute-drift"] = {"task": DRIFT, "schedule": float(settings.drift_interval_seconds)}
-    return out
+    return {key: {"task": name, "schedule": every} for key, name, every in periodic_tasks(settings)}
 
 
 def make_celery(settings: Settings) -> Celery:

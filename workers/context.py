@@ -1,5 +1,6 @@
 """What a worker process needs: settings, a database session factory, the object store, and
-the queue to send follow-up tasks to. One per process (or per embedded app)."""
+the queue to send follow-up tasks to. One per Celery process (`get_context`), one per
+in-process queue (`InProcessQueue.context`)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,11 @@ from functools import lru_cache
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.app import open_configured_store
 from registry.auth.principal import Principal
 from registry.db import make_engine, make_sessionmaker, run_unit_of_work
 from registry.settings import Settings, get_settings
-from registry.storage import ObjectStore
-from registry.tasks import TaskQueue, make_queue
+from registry.storage import ObjectStore, open_configured_store
+from registry.tasks import CeleryQueue, TaskQueue
 
 
 @dataclass
@@ -38,7 +38,7 @@ class WorkerContext:
         return Principal.local_operator(f"worker:{socket.gethostname()}")
 
 
-def build_context(settings: Settings, queue: TaskQueue | None = None) -> WorkerContext:
+def build_context(settings: Settings, queue: TaskQueue) -> WorkerContext:
     url = settings.resolved_database_url
     sized = {} if url.startswith("sqlite") else {"pool_size": 4, "max_overflow": 4}
     engine = make_engine(url, **sized)
@@ -47,10 +47,12 @@ def build_context(settings: Settings, queue: TaskQueue | None = None) -> WorkerC
         engine=engine,
         sessions=make_sessionmaker(engine),
         store=open_configured_store(settings),
-        queue=queue or make_queue(settings),
+        queue=queue,
     )
 
 
 @lru_cache(maxsize=1)
 def get_context() -> WorkerContext:
-    return build_context(get_settings())
+    """A Celery worker's context: follow-up tasks go back to the broker."""
+    settings = get_settings()
+    return build_context(settings, CeleryQueue(settings))

@@ -9,7 +9,7 @@ from registry.storage.base import (
     StoredObject,
     validate_key,
 )
-from registry.storage.factory import open_store
+from registry.storage.factory import open_configured_store, open_store
 from registry.storage.local import LocalObjectStore
 from registry.storage.s3 import S3ObjectStore
 
@@ -22,6 +22,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "StoredObject",
+    "open_configured_store",
     "open_store",
     "validate_key",
 ]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote, urlsplit
+from pathlib import Path
+from urllib.parse import unquote, urlparse, urlsplit
+from urllib.request import url2pathname
 
+from registry.settings import Settings
 from registry.storage.base import ObjectStore
 from registry.storage.local import LocalObjectStore
 from registry.storage.s3 import S3ObjectStore
@@ -49,3 +52,19 @@ def open_store(
             raise ValueError(f"file URL must be file:///absolute/path: {url!r}")
         return LocalObjectStore(unquote(parts.path), create=create_bucket)
     raise ValueError(f"unsupported object store URL (use s3:// or file://): {url!r}")
+
+
+def open_configured_store(settings: Settings) -> ObjectStore:
+    """The store the settings name (the registry, workers and the engine's resolver all use it)."""
+    url = settings.resolved_object_store
+    if url.startswith("file://"):
+        Path(url2pathname(urlparse(url).path)).mkdir(parents=True, exist_ok=True)
+    return open_store(
+        url,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_region=settings.s3_region,
+        s3_access_key_id=settings.s3_access_key_id,
+        s3_secret_access_key=settings.s3_secret_access_key,
+        part_size=settings.s3_part_size,
+        create_bucket=settings.s3_create_bucket,
+    )

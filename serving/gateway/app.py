@@ -28,7 +28,7 @@ from registry.auth.keys import load_signing_keys
 from registry.auth.tokens import TokenVerifier
 from registry.db import make_engine, make_sessionmaker
 from registry.models import Adapter, Alias
-from registry.settings import Settings, get_settings
+from registry.settings import Settings
 from serving.engine import engine_api_key
 from serving.gateway import errors, metrics
 from serving.gateway.auth import Caller, GatewayAuth
@@ -51,8 +51,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.db.dispose()
 
 
-def create_gateway(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_gateway(settings: Settings) -> FastAPI:
     app = FastAPI(title="loraplex gateway", version="0.1.0", lifespan=_lifespan)
     db = make_engine(settings.resolved_database_url)
     sessions = make_sessionmaker(db)

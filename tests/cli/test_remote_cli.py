@@ -32,7 +32,7 @@ class Cli:
 
     def run(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
         out = subprocess.run(
-            [sys.executable, "-m", "registry.cli", *args],
+            [sys.executable, "-m", "cli", *args],
             env=self.env,
             capture_output=True,
             text=True,

@@ -37,7 +37,7 @@ def _start(home: Path, ports: dict[str, int], *extra: str) -> tuple[subprocess.P
     ]  # fmt: skip
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "registry.cli", *args],
+            [sys.executable, "-m", "cli", *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -17,7 +17,7 @@ from registry.app import create_app
 from registry.db import run_unit_of_work
 from registry.migrate import upgrade
 from registry.tenants.repository import TenantRepository
-from tests.conftest import Caller, Stack, World, create_database, pg_settings
+from tests.conftest import Caller, RecordingQueue, Stack, World, create_database, pg_settings
 from tests.lora_files import make_adapter, make_base_model
 from workers.context import WorkerContext, build_context
 from workers.devmodel.samples import sample_rows, to_jsonl
@@ -128,7 +128,7 @@ def retraining(
     upgrade(url)
     home = tmp_path_factory.mktemp("retrain-home")
     settings = pg_settings(url, s3_endpoint, home, f"retrain-{uuid.uuid4().hex[:8]}")
-    app = create_app(settings)
+    app = create_app(settings, queue=RecordingQueue())
     stack = Stack("postgres", app, app.state.engine)
     world = World(stack)
     base = Path(home / "tiny-base")

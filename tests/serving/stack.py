@@ -22,7 +22,7 @@ import httpx
 from tests.live import BUCKET, LiveRegistry, start_registry
 from tests.services import AWS_ENV, _die_with, free_port
 
-CLI = [sys.executable, "-m", "registry.cli"]
+CLI = [sys.executable, "-m", "cli"]
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 

@@ -18,7 +18,7 @@ import httpx
 from tests.live import BUCKET, LiveRegistry, start_registry
 from tests.services import AWS_ENV, _die_with
 
-CLI = [sys.executable, "-m", "registry.cli"]
+CLI = [sys.executable, "-m", "cli"]
 DONE = {"succeeded", "failed", "cancelled"}
 
 

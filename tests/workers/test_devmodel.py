@@ -13,8 +13,8 @@ import pytest
 from safetensors import safe_open
 from typer.testing import CliRunner
 
+from cli import app
 from registry.base_models.inspect import inspect_base_model, local_source
-from registry.cli import app
 from registry.datasets.validation import DatasetValidator
 from workers.devmodel.build import (
     CHAT_TEMPLATE,
@@ -171,7 +171,7 @@ def test_cli_make_base_model(tmp_path: Path) -> None:
 
 
 def test_registry_cli_does_not_import_torch() -> None:
-    code = "import sys, registry.cli; print('torch' in sys.modules)"
+    code = "import sys, cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from registry.app import create_app
+from cli.compose import build_registry_app
 from registry.auth.principal import Principal
 from registry.auth.scopes import Role
 from registry.auth.service import clients
 from registry.db import run_unit_of_work
 from registry.migrate import upgrade
 from registry.settings import Settings
-from registry.tasks import InProcessQueue
 from workers.devmodel.samples import sample_rows, to_jsonl
+from workers.inprocess import InProcessQueue
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def test_training_runs_in_process_without_a_broker(tmp_path: Path, tiny_base: Pa
     settings = Settings(home=tmp_path / "home", eval_max_generate=4, log_json=True)
     settings.home_dir.mkdir()
     upgrade(settings.resolved_database_url)
-    app = create_app(settings)
+    app = build_registry_app(settings)
     assert isinstance(app.state.tasks, InProcessQueue)
     for session in run_unit_of_work(app.state.sessionmaker):
         client, secret = clients.create(session, actor=Principal.local_operator(), role=Role.OPS)

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console()
-CLI = [sys.executable, "-m", "registry.cli"]
+CLI = [sys.executable, "-m", "cli"]
 
 
 class _Child:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from workers.context import WorkerContext
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Training job housekeeping")
 schedules_app = typer.Typer(
@@ -28,27 +32,26 @@ def _parse_now(now: str | None) -> dt.datetime | None:
     return value.astimezone(dt.UTC)
 
 
-def _drain(queue: object) -> None:
+def _drain(ctx: WorkerContext) -> None:
     """Without a broker the jobs just created run here: wait for them before exiting."""
-    from registry.tasks import InProcessQueue
+    from cli import compose  # imported when used: `loraplex --help` stays cheap
 
-    if isinstance(queue, InProcessQueue):
+    if not ctx.settings.broker_url:
         typer.echo("running the queued work in this process...", err=True)
-        queue.drain()
+    compose.drain(ctx)
 
 
-def _context_note() -> None:
+def _context() -> WorkerContext:
     """Logs to stderr (stdout is the command's JSON); say where created jobs will run."""
-    from registry.logging import configure_logging
-    from registry.settings import get_settings
+    from cli import compose
 
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
+    settings = compose.configured_settings()
     if not settings.broker_url:
         typer.echo(
             "no LORAPLEX_BROKER_URL: jobs this creates run in this process before it exits",
             err=True,
         )
+    return compose.worker_context(settings)
 
 
 def worker(
@@ -81,11 +84,11 @@ def beat() -> None:
 @jobs_app.command("reap")
 def reap() -> None:
     """Retry or fail jobs whose worker stopped renewing its lease (what beat runs periodically)."""
-    from workers.context import get_context
     from workers.reaper import reap as run
 
-    _context_note()
-    typer.echo(json.dumps(run(get_context())))
+    ctx = _context()
+    typer.echo(json.dumps(run(ctx)))
+    _drain(ctx)
 
 
 @schedules_app.command("tick")
@@ -93,13 +96,11 @@ def schedules_tick(
     now: str = typer.Option(None, help="act as if it were this time (ISO 8601, with zone)"),
 ) -> None:
     """Claim the due retrain schedules and queue their jobs (what beat runs every minute)."""
-    from workers.context import get_context
     from workers.periodic import run_tick
 
-    _context_note()
-    ctx = get_context()
+    ctx = _context()
     typer.echo(run_tick(ctx, now=_parse_now(now)).model_dump_json(indent=2))
-    _drain(ctx.queue)
+    _drain(ctx)
 
 
 @drift_app.command("compute")
@@ -109,14 +110,12 @@ def drift_compute(
     now: str = typer.Option(None, help="window end (ISO 8601, with zone); default: now"),
 ) -> None:
     """Compute drift metrics on recent traffic, store them, and apply the drift policies."""
-    from workers.context import get_context
     from workers.drift import compute_drift
 
-    _context_note()
-    ctx = get_context()
+    ctx = _context()
     try:
         report = compute_drift(ctx, now=_parse_now(now), tenant=tenant, adapter=adapter)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(json.dumps(report, indent=2))
-    _drain(ctx.queue)
+    _drain(ctx)

@@ -11,8 +11,8 @@ from typing import Any
 import typer
 from rich.tree import Tree
 
-from registry.cli.client import Api
-from registry.cli.remote import TenantOpt, console
+from cli.client import Api
+from cli.remote import TenantOpt, console
 
 Graph = dict[str, Any]
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from registry.cli.client import Api
+from cli.client import Api
 
 console = Console()
 tenants_app = typer.Typer(no_args_is_help=True, help="Tenants and their API clients (ops)")

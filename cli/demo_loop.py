@@ -25,13 +25,13 @@ import httpx
 import typer
 from rich.console import Console
 
-from registry.cli.client import Api
-from registry.cli.lineage_view import svg, tree
-from registry.cli.remote import follow_job
+from cli.client import Api
+from cli.lineage_view import svg, tree
+from cli.remote import follow_job
 from workers.devmodel.samples import ORDERS_SYSTEM, SUPPORT_SYSTEM, sample_rows, to_jsonl
 
 console = Console()
-CLI = [sys.executable, "-m", "registry.cli"]
+CLI = [sys.executable, "-m", "cli"]
 TRAINING = {"learning_rate": 0.008, "batch_size": 8, "rank": 8, "max_seq_length": 512}
 EPOCHS = {"orders": 5, "support": 10}
 ASK = {

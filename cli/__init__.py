@@ -6,10 +6,10 @@ import json
 
 import typer
 
-from registry.cli import demo_loop as demo_cmd
-from registry.cli import dev as dev_cmd
-from registry.cli import lineage_view, remote, remote_ops, up
-from registry.cli import work as work_cmd
+from cli import demo_loop as demo_cmd
+from cli import dev as dev_cmd
+from cli import lineage_view, remote, remote_ops, up
+from cli import work as work_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="loraplex platform CLI")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema")
@@ -86,7 +86,7 @@ def serve_registry(
     workers: int = typer.Option(1, help="uvicorn worker processes"),
 ) -> None:
     """Run the registry API."""
-    _run_asgi("registry.app:create_app", host, port, workers)
+    _run_asgi("cli.compose:registry_app", host, port, workers)
 
 
 @serve_app.command("engine")
@@ -114,7 +114,7 @@ def serve_gateway(
     workers: int = typer.Option(1, help="uvicorn worker processes"),
 ) -> None:
     """Run the tenant gateway (OpenAI-compatible) in front of the engine."""
-    _run_asgi("serving.gateway.app:create_gateway", host, port, workers)
+    _run_asgi("cli.compose:gateway_app", host, port, workers)
 
 
 def _run_asgi(factory: str, host: str, port: int, workers: int) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from registry.cli.client import Api
-from registry.cli.remote import TenantOpt, _json, audit_app, console, drift_app, schedule_app
+from cli.client import Api
+from cli.remote import TenantOpt, _json, audit_app, console, drift_app, schedule_app
 
 
 def _adapter_url(api: Api, tenant: str | None, adapter: str) -> str:

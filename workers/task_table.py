@@ -1,0 +1,50 @@
+"""The one task table: what each task name runs. Celery (`workers/tasks.py`) and the in-process
+queue (`workers/inprocess.py`) both dispatch through it. Job code is imported when a task runs,
+so importing this module stays cheap."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from registry.tasks import DRIFT, REAP, SCHEDULE_TICK, TASK_NAMES, TRAIN
+from workers.context import WorkerContext
+
+
+def _train(ctx: WorkerContext, args: Sequence[Any], host: str) -> object:
+    from workers.train_job import run_training
+
+    run_training(ctx, str(args[0]), host=host)
+    return None
+
+
+def _reap(ctx: WorkerContext, args: Sequence[Any], host: str) -> object:
+    from workers.reaper import reap
+
+    return reap(ctx)
+
+
+def _tick(ctx: WorkerContext, args: Sequence[Any], host: str) -> object:
+    from workers.periodic import run_tick
+
+    return run_tick(ctx)
+
+
+def _drift(ctx: WorkerContext, args: Sequence[Any], host: str) -> object:
+    from workers.drift import compute_drift
+
+    return compute_drift(ctx)
+
+
+Handler = Callable[[WorkerContext, Sequence[Any], str], object]
+TASKS: dict[str, Handler] = {TRAIN: _train, REAP: _reap, SCHEDULE_TICK: _tick, DRIFT: _drift}
+if set(TASKS) != set(TASK_NAMES):  # a name sent by the registry that nothing would run
+    raise RuntimeError(f"task table out of step with registry.tasks: {sorted(TASKS)}")
+
+
+def run_task(ctx: WorkerContext, name: str, args: Sequence[Any] = (), *, host: str) -> object:
+    try:
+        handler = TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}") from None
+    return handler(ctx, args, host)
