@@ -1,14 +1,26 @@
-"""Migrations on real PostgreSQL: upgrade -> downgrade -> upgrade leaves the same schema."""
+"""Migrations on real PostgreSQL (and SQLite): upgrade -> downgrade -> upgrade leaves the same
+schema, and the database holds the models' CHECK constraints (typed states)."""
 
 from __future__ import annotations
 
 import os
+import re
+import uuid
+from pathlib import Path
 
-from sqlalchemy import create_engine, inspect
+import pytest
+from sqlalchemy import CheckConstraint, Engine, Uuid, bindparam, create_engine, inspect, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session
 
+from registry.db import make_engine
 from registry.migrate import downgrade, upgrade
-from registry.models import Base
+from registry.models import Adapter, AdapterVersion, Base, BaseModel, Tenant, TrainingJob
+from registry.models.enums import JobStatus, Trigger, VersionStatus
 from tests.conftest import create_database, require_env
+
+QUOTED = re.compile(r"'((?:[^']|'')*)'")
 
 
 def _tables(url: str) -> dict[str, list[str]]:
@@ -38,3 +50,173 @@ def test_upgrade_on_sqlite(tmp_path) -> None:  # type: ignore[no-untyped-def]
     downgrade(url, "base")
     upgrade(url)
     assert set(_tables(url)) == set(Base.metadata.tables) | {"alembic_version"}
+
+
+def _checks_in_models() -> dict[tuple[str, str], set[str]]:
+    """(table, constraint name) -> the values its CHECK allows."""
+    out = {}
+    for table in Base.metadata.sorted_tables:
+        for c in table.constraints:
+            if isinstance(c, CheckConstraint):
+                sql = c.sqltext.compile(
+                    dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+                )
+                out[(table.name, str(c.name))] = set(QUOTED.findall(str(sql)))
+    return out
+
+
+def _checks_in_database(url: str) -> dict[tuple[str, str], set[str]]:
+    engine = create_engine(url)
+    insp = inspect(engine)
+    out = {
+        (table, str(c["name"])): set(QUOTED.findall(c["sqltext"]))
+        for table in insp.get_table_names()
+        for c in insp.get_check_constraints(table)
+    }
+    engine.dispose()
+    return out
+
+
+def test_models_and_migrations_have_the_same_checks(tmp_path: Path) -> None:
+    expected = _checks_in_models()
+    assert ("adapter_versions", "ck_adapter_versions_status") in expected
+    assert expected[("training_schedules", "ck_training_schedules_last_outcome")] == {
+        "",
+        "queued",
+        "skipped",
+    }
+    url = create_database(require_env("LORAPLEX_TEST_PG_URL"), f"lpx_checks_{os.getpid()}")
+    upgrade(url)
+    assert _checks_in_database(url) == expected
+    downgrade(url, "0005")
+    assert _checks_in_database(url) == {}
+    sqlite = f"sqlite:///{tmp_path / 'x.db'}"
+    upgrade(sqlite)
+    assert _checks_in_database(sqlite) == expected
+
+
+def _seed(session: Session) -> AdapterVersion:
+    """A tenant, base model, adapter, a ready version and its finished training job."""
+    tenant = Tenant(slug=f"t-{uuid.uuid4().hex[:8]}", display_name="T")
+    tenant.quota_dataset_bytes, tenant.quota_adapters = 1 << 20, 10
+    base = BaseModel(
+        name=f"base-{uuid.uuid4().hex[:8]}",
+        uri="file:///base",
+        digest="0" * 64,
+        files={},
+        total_bytes=0,
+        num_layers=1,
+        module_shapes={},
+        config={},
+        created_by="test",
+    )
+    session.add_all([tenant, base])
+    session.flush()
+    adapter = Adapter(
+        tenant_id=tenant.id,
+        name="a",
+        base_model_id=base.id,
+        training_config={},
+        promotion_policy={},
+        created_by="test",
+    )
+    session.add(adapter)
+    session.flush()
+    version = AdapterVersion(
+        tenant_id=tenant.id,
+        adapter_id=adapter.id,
+        version=1,
+        status=VersionStatus.READY,
+        base_model_id=base.id,
+        base_model_digest=base.digest,
+        training_config={},
+        config_hash="0" * 64,
+        trigger=Trigger.MANUAL,
+        code_version="test",
+        created_by="test",
+    )
+    session.add(version)
+    session.flush()
+    session.add(
+        TrainingJob(
+            tenant_id=tenant.id,
+            adapter_id=adapter.id,
+            version_id=version.id,
+            status=JobStatus.SUCCEEDED,
+            trigger=Trigger.MANUAL,
+            config={},
+            dataset_ids=[],
+            created_by="test",
+        )
+    )
+    session.flush()
+    return version
+
+
+COPY_VERSION = text(
+    "INSERT INTO adapter_versions (id, tenant_id, adapter_id, version, status, status_message,"
+    " base_model_id, base_model_digest, training_config, config_hash, trigger, trigger_ref,"
+    " code_version, created_by, created_at, updated_at)"
+    " SELECT :new_id, tenant_id, adapter_id, version + 1, :status, status_message,"
+    " base_model_id, base_model_digest, training_config, config_hash, trigger, trigger_ref,"
+    " code_version, created_by, created_at, updated_at FROM adapter_versions WHERE id = :id"
+).bindparams(bindparam("new_id", type_=Uuid()), bindparam("id", type_=Uuid()))
+SET_VERSION_STATUS = text("UPDATE adapter_versions SET status = :status WHERE id = :id").bindparams(
+    bindparam("id", type_=Uuid())
+)
+SET_JOB_STATUS = text(
+    "UPDATE training_jobs SET status = :status WHERE version_id = :id"
+).bindparams(bindparam("id", type_=Uuid()))
+
+
+def _assert_refuses_unknown_status(session: Session, version: AdapterVersion) -> None:
+    conn = session.connection()
+    bogus = {"status": "bogus", "id": version.id}
+    with pytest.raises(IntegrityError), conn.begin_nested():
+        conn.execute(SET_VERSION_STATUS, bogus)
+    with pytest.raises(IntegrityError), conn.begin_nested():
+        conn.execute(COPY_VERSION, {"new_id": uuid.uuid4(), **bogus})
+    with pytest.raises(IntegrityError), conn.begin_nested():
+        conn.execute(SET_JOB_STATUS, bogus)
+    with conn.begin_nested():  # a known value still goes in
+        conn.execute(COPY_VERSION, {"new_id": uuid.uuid4(), "status": "failed", "id": version.id})
+
+
+def test_postgres_refuses_unknown_states(pg_engine: Engine) -> None:
+    with pg_engine.connect() as conn, conn.begin() as outer:
+        session = Session(bind=conn, join_transaction_mode="create_savepoint")
+        version = _seed(session)
+        _assert_refuses_unknown_status(session, version)
+        session.expire_all()
+        assert version.status is VersionStatus.READY  # read back as the enum member
+        version.status = "bogus"  # type: ignore[assignment]
+        with pytest.raises(StatementError, match="bogus"):
+            session.flush()
+        session.close()
+        outer.rollback()
+
+
+def test_sqlite_upgrade_keeps_referenced_rows(tmp_path: Path) -> None:
+    """0006 rebuilds SQLite tables that other rows reference (adapter_versions, training_jobs):
+    foreign keys must not stop the rebuild, and the rows and their references survive it."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    upgrade(url, "0005")
+    engine = make_engine(url)
+    with Session(engine) as session:
+        version_id = _seed(session).id
+        session.commit()
+    engine.dispose()
+    upgrade(url)
+    engine = make_engine(url)
+    with Session(engine) as session:
+        conn = session.connection()
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+        version = session.get(AdapterVersion, version_id)
+        assert version is not None and version.status is VersionStatus.READY
+        assert session.query(TrainingJob).one().status is JobStatus.SUCCEEDED
+        _assert_refuses_unknown_status(session, version)
+        session.rollback()
+    engine.dispose()
+    downgrade(url, "0005")
+    assert _checks_in_database(url) == {}

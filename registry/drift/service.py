@@ -1,8 +1,8 @@
 """Drift policies: when an adapter's live traffic has moved away from its training data, retrain.
 
-The worker computes the metrics (workers/drift.py) and stores them through `evals.record_drift`;
-then `check` decides, under the policy's row lock so that concurrent checks of one adapter
-start at most one job: the latest value of the policy's metric for the version in production
+The worker computes the metrics (workers/drift.py) and stores them through `drift_metrics.record`
+(metrics.py); then `check` decides, under the policy's row lock so that concurrent checks of one
+adapter start at most one job: the latest value of the policy's metric for the version in production
 must cross the threshold, on at least `min_samples` prompts, with no drift retrain within the
 cooldown. The metric, value and threshold go into the job's `trigger_ref`, hence the lineage.
 """
@@ -26,6 +26,7 @@ from registry.drift.repository import DriftRepository
 from registry.drift.schemas import DriftPolicyIn, DriftPolicyOut
 from registry.errors import Conflict, NotFound
 from registry.models import Adapter, DriftPolicy, Tenant
+from registry.models.enums import DriftOutcome
 from registry.settings import Settings
 from registry.tasks import TaskQueue
 from registry.training.automatic import Skipped, start_retrain
@@ -117,7 +118,8 @@ class DriftPolicyService:
             return None
         decision = self._decide(session, policy, tenant, adapter, now, settings, queue)
         policy.last_checked_at = now
-        policy.last_outcome, policy.last_message = decision.outcome, decision.message[:2000]
+        policy.last_outcome = DriftOutcome(decision.outcome)
+        policy.last_message = decision.message[:2000]
         if decision.outcome == "triggered":
             policy.last_triggered_at = now
             policy.last_job_id = decision.job_id

@@ -14,8 +14,8 @@ from registry.models.dataset import Dataset
 from registry.models.evaluation import DriftMetric, Eval
 from registry.models.oauth_client import OAuthClient
 from registry.models.retraining import DriftPolicy, TrainingSchedule
-from registry.models.serving import TrafficSample, UsageRecord
 from registry.models.tenant import Tenant
+from registry.models.traffic import TrafficSample, UsageRecord
 from registry.models.training_job import TrainingJob, TrainingJobEvent
 
 __all__ = [

@@ -8,6 +8,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Uni
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
+from registry.models.enums import DatasetRole, Trigger, VersionStatus, enum_column
 
 # SQLite autoincrements only an INTEGER PRIMARY KEY.
 BIGINT_PK = BigInteger().with_variant(Integer(), "sqlite")
@@ -41,14 +42,16 @@ class AdapterVersion(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
     adapter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("adapters.id"), index=True)
     version: Mapped[int]
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[VersionStatus] = mapped_column(
+        enum_column(VersionStatus, column="status", length=16)
+    )
     status_message: Mapped[str] = mapped_column(String(2000), default="")
     parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("adapter_versions.id"))
     base_model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("base_models.id"))
     base_model_digest: Mapped[str] = mapped_column(String(64))
     training_config: Mapped[dict[str, Any]] = mapped_column(JSON)
     config_hash: Mapped[str] = mapped_column(String(64))
-    trigger: Mapped[str] = mapped_column(String(16))  # manual | schedule | drift | upload
+    trigger: Mapped[Trigger] = mapped_column(enum_column(Trigger, column="trigger", length=16))
     trigger_ref: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     job_id: Mapped[str | None] = mapped_column(String(64))
     artifact_prefix: Mapped[str | None] = mapped_column(String(500))
@@ -69,7 +72,7 @@ class AdapterVersionDataset(Base):
         ForeignKey("adapter_versions.id"), primary_key=True
     )
     dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
-    role: Mapped[str] = mapped_column(String(16))  # train | validation
+    role: Mapped[DatasetRole] = mapped_column(enum_column(DatasetRole, column="role", length=16))
 
 
 class Alias(Base):

@@ -8,6 +8,7 @@ from sqlalchemy import JSON, BigInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base
+from registry.models.enums import Role, enum_column
 
 GENESIS_HASH = "0" * 64
 
@@ -20,7 +21,7 @@ class AuditEvent(Base):
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     occurred_at: Mapped[dt.datetime] = mapped_column(index=True)
     actor: Mapped[str] = mapped_column(String(200))
-    actor_role: Mapped[str] = mapped_column(String(16))
+    actor_role: Mapped[Role] = mapped_column(enum_column(Role, column="actor_role", length=16))
     tenant_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     action: Mapped[str] = mapped_column(String(100), index=True)
     target_type: Mapped[str] = mapped_column(String(50))

@@ -7,6 +7,7 @@ from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
+from registry.models.enums import DatasetFormat, enum_column
 
 
 class Dataset(Base):
@@ -19,7 +20,9 @@ class Dataset(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     version: Mapped[int]
-    format: Mapped[str] = mapped_column(String(32))  # chat | prompt_completion
+    format: Mapped[DatasetFormat] = mapped_column(
+        enum_column(DatasetFormat, column="format", length=32)
+    )
     sha256: Mapped[str] = mapped_column(String(64))  # of the stored (de-duplicated) rows
     bytes: Mapped[int] = mapped_column(BigInteger)
     rows: Mapped[int]

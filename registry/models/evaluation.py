@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
 from registry.models.adapter import BIGINT_PK
+from registry.models.enums import EvalSubject, enum_column
 
 
 class Eval(Base):
@@ -21,7 +22,9 @@ class Eval(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
     adapter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("adapters.id"))
     version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("adapter_versions.id"), index=True)
-    subject: Mapped[str] = mapped_column(String(16))  # version | base_model
+    subject: Mapped[EvalSubject] = mapped_column(
+        enum_column(EvalSubject, column="subject", length=16)
+    )
     suite: Mapped[str] = mapped_column(String(100))
     metrics: Mapped[dict[str, float]] = mapped_column(JSON)
     dataset_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("datasets.id"))

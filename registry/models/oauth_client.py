@@ -7,6 +7,7 @@ from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
+from registry.models.enums import Role, enum_column
 
 
 class OAuthClient(Base):
@@ -17,7 +18,7 @@ class OAuthClient(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     client_id: Mapped[str] = mapped_column(String(64), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(128))
-    role: Mapped[str] = mapped_column(String(16))  # tenant | ops | auditor
+    role: Mapped[Role] = mapped_column(enum_column(Role, column="role", length=16))
     tenant_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("tenants.id", ondelete="RESTRICT"), index=True
     )

@@ -8,6 +8,7 @@ from sqlalchemy import JSON, Float, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
+from registry.models.enums import DatasetMode, DriftOutcome, ScheduleOutcome, enum_column
 
 
 class TrainingSchedule(Base):
@@ -22,13 +23,18 @@ class TrainingSchedule(Base):
     cron: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64))
     enabled: Mapped[bool]
-    datasets: Mapped[str] = mapped_column(String(16))  # latest | all
+    datasets: Mapped[DatasetMode] = mapped_column(
+        enum_column(DatasetMode, column="datasets", length=16)
+    )
     dataset_names: Mapped[list[str] | None] = mapped_column(JSON)  # None: every name
     next_run_at: Mapped[dt.datetime | None]
     last_due_at: Mapped[dt.datetime | None]
     last_run_at: Mapped[dt.datetime | None]
     last_job_id: Mapped[uuid.UUID | None]
-    last_outcome: Mapped[str] = mapped_column(String(16), default="")  # queued | skipped
+    last_outcome: Mapped[ScheduleOutcome] = mapped_column(
+        enum_column(ScheduleOutcome, column="last_outcome", length=16),
+        default=ScheduleOutcome.NOT_RUN,
+    )
     last_message: Mapped[str] = mapped_column(String(2000), default="")
     updated_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -49,10 +55,15 @@ class DriftPolicy(Base):
     min_samples: Mapped[int]
     cooldown_seconds: Mapped[int]
     enabled: Mapped[bool]
-    datasets: Mapped[str] = mapped_column(String(16))
+    datasets: Mapped[DatasetMode] = mapped_column(
+        enum_column(DatasetMode, column="datasets", length=16)
+    )
     dataset_names: Mapped[list[str] | None] = mapped_column(JSON)
     last_checked_at: Mapped[dt.datetime | None]
-    last_outcome: Mapped[str] = mapped_column(String(16), default="")
+    last_outcome: Mapped[DriftOutcome] = mapped_column(
+        enum_column(DriftOutcome, column="last_outcome", length=16),
+        default=DriftOutcome.NOT_CHECKED,
+    )
     last_message: Mapped[str] = mapped_column(String(2000), default="")
     last_triggered_at: Mapped[dt.datetime | None]
     last_job_id: Mapped[uuid.UUID | None]

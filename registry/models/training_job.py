@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
 from registry.models.adapter import BIGINT_PK
+from registry.models.enums import JobStatus, Trigger, enum_column
 
 
 class TrainingJob(Base):
@@ -25,8 +26,10 @@ class TrainingJob(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
     adapter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("adapters.id"))
     version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("adapter_versions.id"))
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    trigger: Mapped[str] = mapped_column(String(16))  # manual | schedule | drift
+    status: Mapped[JobStatus] = mapped_column(
+        enum_column(JobStatus, column="status", length=16), index=True
+    )
+    trigger: Mapped[Trigger] = mapped_column(enum_column(Trigger, column="trigger", length=16))
     trigger_ref: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)  # effective training config
     dataset_ids: Mapped[list[str]] = mapped_column(JSON)

@@ -8,8 +8,9 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from registry.models import Adapter, Tenant, TrainingJob, TrainingSchedule
+from registry.models.enums import JobStatus
 
-UNFINISHED = ("queued", "running")
+UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 class ScheduleRepository:

@@ -19,7 +19,7 @@ class ScheduleIn(BaseModel):
     timezone: str = Field(default="UTC", max_length=64, description="IANA zone the cron is in")
     enabled: bool = True
     datasets: DatasetMode = Field(
-        default="latest",
+        default=DatasetMode.LATEST,
         description="'latest': the newest version of each dataset name; 'all': every version",
     )
     dataset_names: list[str] | None = Field(

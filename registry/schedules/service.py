@@ -12,7 +12,7 @@ from registry.adapters.service import adapters
 from registry.audit.service import audit
 from registry.auth.principal import Principal
 from registry.db import utcnow
-from registry.errors import Conflict, NotFound, Unprocessable
+from registry.errors import Conflict, Inconsistent, NotFound, Unprocessable
 from registry.models import Adapter, Tenant, TrainingSchedule
 from registry.schedules import cron
 from registry.schedules.repository import PlatformScheduleRepository, ScheduleRepository
@@ -129,7 +129,8 @@ class ScheduleService:
     @staticmethod
     def adapter_of(session: Session, row: TrainingSchedule) -> Adapter:
         found = session.get(Adapter, row.adapter_id)
-        assert found is not None and found.tenant_id == row.tenant_id
+        if found is None or found.tenant_id != row.tenant_id:
+            raise Inconsistent(f"the adapter {row.adapter_id} of a schedule is gone")
         return found
 
 

@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session
 
 from registry.audit.service import audit
 from registry.auth.principal import Principal
+from registry.errors import require
 from registry.models import Tenant, TrainingSchedule
+from registry.models.enums import ScheduleOutcome
 from registry.schedules import cron
 from registry.schedules.repository import PlatformScheduleRepository
 from registry.schedules.schemas import TickOut
@@ -54,10 +56,9 @@ def tick(
     claimed = PlatformScheduleRepository(session).claim_due(now, limit)
     out = TickOut(now=now, claimed=len(claimed), queued=[], skipped=[])
     for row in claimed:
-        tenant = session.get(Tenant, row.tenant_id)
+        tenant = require(session.get(Tenant, row.tenant_id), f"tenant {row.tenant_id}")
         adapter = schedules.adapter_of(session, row)
-        assert tenant is not None and row.next_run_at is not None
-        due = row.next_run_at
+        due = require(row.next_run_at, f"the next run of the schedule of adapter {row.adapter_id}")
         missed = missed_runs(row, due, now)
         ref = {
             "schedule": {"cron": row.cron, "timezone": row.timezone},
@@ -72,7 +73,7 @@ def tick(
                 session,
                 tenant=tenant,
                 adapter=adapter,
-                mode=row.datasets,  # type: ignore[arg-type]
+                mode=row.datasets,
                 names=row.dataset_names,
                 trigger="schedule",
                 trigger_ref=ref,
@@ -81,10 +82,11 @@ def tick(
                 actor=actor,
             )
             job_id = job.id
-            row.last_outcome, row.last_message = "queued", f"training job {job.id} queued"
+            row.last_outcome = ScheduleOutcome.QUEUED
+            row.last_message = f"training job {job.id} queued"
             out.queued.append(job.id)
         except Skipped as exc:
-            row.last_outcome, row.last_message = "skipped", str(exc)[:2000]
+            row.last_outcome, row.last_message = ScheduleOutcome.SKIPPED, str(exc)[:2000]
             out.skipped.append(f"{tenant.slug}/{adapter.name}: {exc}")
         row.last_due_at, row.last_run_at, row.last_job_id = due, now, job_id
         row.next_run_at = cron.next_after(row.cron, row.timezone, now)

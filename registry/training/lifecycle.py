@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session
 from registry.adapters.repository import AdapterRepository, VersionRepository
 from registry.adapters.versions import artifact_prefix as version_prefix
 from registry.db import utcnow
+from registry.errors import Inconsistent, require
 from registry.models import Adapter, AdapterVersion, TrainingJob
+from registry.models.enums import JobStatus, VersionStatus
 from registry.training.repository import PlatformJobRepository, TrainingJobRepository
 from registry.training.service import add_event
 
@@ -40,12 +42,12 @@ class Reaped:
 class JobLifecycle:
     def version(self, session: Session, job: TrainingJob) -> AdapterVersion:
         found = VersionRepository(session, job.tenant_id).get_by_id(job.version_id)
-        assert found is not None
-        return found
+        return require(found, f"the version of job {job.id}")
 
     def adapter(self, session: Session, job: TrainingJob) -> Adapter:
         found = session.get(Adapter, job.adapter_id)
-        assert found is not None and found.tenant_id == job.tenant_id
+        if found is None or found.tenant_id != job.tenant_id:
+            raise Inconsistent(f"the adapter of job {job.id} is gone")
         return found
 
     def claim(
@@ -58,9 +60,8 @@ class JobLifecycle:
             return Claim("missing")
         AdapterRepository(session, found.tenant_id).lock(self.adapter(session, found))
         repo = TrainingJobRepository(session, found.tenant_id)
-        job = repo.get(job_id, lock=True)
-        assert job is not None
-        if job.status != "queued":
+        job = require(repo.get(job_id, lock=True), f"job {job_id}")
+        if job.status != JobStatus.QUEUED:
             return Claim("finished", job)
         other = repo.running_for_adapter(job.adapter_id, exclude=job.id)
         if other is not None:
@@ -77,12 +78,12 @@ class JobLifecycle:
             session.flush()
             return Claim("busy", job, other.id)
         now = utcnow()
-        job.status, job.worker = "running", worker
+        job.status, job.worker = JobStatus.RUNNING, worker
         job.attempts += 1
         job.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
         job.started_at = job.started_at or now
         job.error = ""
-        self.version(session, job).status = "training"
+        self.version(session, job).status = VersionStatus.TRAINING
         add_event(session, job, "started", f"attempt {job.attempts} on {worker}", worker=worker)
         session.flush()
         return Claim("claimed", job)
@@ -99,9 +100,8 @@ class JobLifecycle:
         job = PlatformJobRepository(session).find(job_id)
         if job is None:
             return "lost"
-        job = TrainingJobRepository(session, job.tenant_id).get(job_id, lock=True)
-        assert job is not None
-        if job.status != "running" or job.worker != worker:
+        job = require(TrainingJobRepository(session, job.tenant_id).get(job_id, lock=True), "job")
+        if job.status != JobStatus.RUNNING or job.worker != worker:
             return "lost"
         job.lease_expires_at = utcnow() + dt.timedelta(seconds=lease_seconds)
         if progress is not None:
@@ -122,7 +122,7 @@ class JobLifecycle:
         version = self.version(session, job)
         version.artifact_prefix, version.manifest = prefix, manifest
         version.manifest_digest, version.size_bytes = manifest_digest, size_bytes
-        version.status = "evaluating"
+        version.status = VersionStatus.EVALUATING
         add_event(
             session, job, "artifact", f"stored under {prefix}", manifest_digest=manifest_digest
         )
@@ -131,20 +131,20 @@ class JobLifecycle:
 
     def mark_ready(self, session: Session, *, job: TrainingJob) -> AdapterVersion:
         version = self.version(session, job)
-        version.status, version.ready_at = "ready", utcnow()
+        version.status, version.ready_at = VersionStatus.READY, utcnow()
         session.flush()
         return version
 
     def succeed(self, session: Session, *, job: TrainingJob, result: dict[str, Any]) -> None:
-        job.status, job.result = "succeeded", result
+        job.status, job.result = JobStatus.SUCCEEDED, result
         job.finished_at, job.lease_expires_at = utcnow(), None
         add_event(session, job, "succeeded", f"version {self.version(session, job).version} ready")
         session.flush()
 
     def finish_cancelled(self, session: Session, *, job: TrainingJob, by: str = "") -> None:
-        job.status, job.finished_at, job.lease_expires_at = "cancelled", utcnow(), None
+        job.status, job.finished_at, job.lease_expires_at = JobStatus.CANCELLED, utcnow(), None
         version = self.version(session, job)
-        version.status, version.status_message = "cancelled", "training job cancelled"
+        version.status, version.status_message = VersionStatus.CANCELLED, "training job cancelled"
         version.artifact_prefix = version.manifest = version.manifest_digest = None
         add_event(session, job, "cancelled", f"by {by}" if by else "stopped at the next step")
         session.flush()
@@ -155,7 +155,7 @@ class JobLifecycle:
         version = self.version(session, job)
         job.error, job.worker, job.lease_expires_at = error[:4000], None, None
         if retryable and job.attempts < job.max_attempts and not job.cancel_requested:
-            job.status, version.status = "queued", "queued"
+            job.status, version.status = JobStatus.QUEUED, VersionStatus.QUEUED
             add_event(
                 session,
                 job,
@@ -164,8 +164,8 @@ class JobLifecycle:
             )
             session.flush()
             return True
-        job.status, job.finished_at = "failed", utcnow()
-        version.status, version.status_message = "failed", error[:2000]
+        job.status, job.finished_at = JobStatus.FAILED, utcnow()
+        version.status, version.status_message = VersionStatus.FAILED, error[:2000]
         version.artifact_prefix = version.manifest = version.manifest_digest = None
         add_event(session, job, "failed", error[:2000])
         session.flush()

@@ -7,8 +7,6 @@ was trained on, else every dataset name of the tenant.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,8 +14,7 @@ from registry.adapters.repository import VersionRepository
 from registry.adapters.versions import versions
 from registry.errors import Unprocessable
 from registry.models import Adapter, Dataset
-
-DatasetMode = Literal["latest", "all"]
+from registry.models.enums import DatasetMode
 
 
 def dataset_names(session: Session, adapter: Adapter, names: list[str] | None) -> list[str]:
@@ -48,7 +45,7 @@ def select_datasets(
     missing = sorted(set(chosen) - {d.name for d in rows})
     if missing:
         raise Unprocessable(f"no dataset named {', '.join(map(repr, missing))}")
-    if mode == "all":
+    if mode == DatasetMode.ALL:
         return rows
     newest: dict[str, Dataset] = {}
     for d in rows:

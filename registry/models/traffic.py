@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
 from registry.models.adapter import BIGINT_PK
+from registry.models.enums import InferenceEndpoint, SampleSource, enum_column
 
 
 class UsageRecord(Base):
@@ -29,7 +30,9 @@ class UsageRecord(Base):
     request_id: Mapped[str] = mapped_column(String(64))
     client_id: Mapped[str] = mapped_column(String(200))
     model: Mapped[str] = mapped_column(String(200))  # as the caller named it
-    endpoint: Mapped[str] = mapped_column(String(32))  # chat.completions | completions
+    endpoint: Mapped[InferenceEndpoint] = mapped_column(
+        enum_column(InferenceEndpoint, column="endpoint", length=32)
+    )
     stream: Mapped[bool]
     status_code: Mapped[int]
     prompt_tokens: Mapped[int] = mapped_column(default=0)
@@ -48,6 +51,8 @@ class TrafficSample(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
     adapter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("adapters.id"))
     version_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("adapter_versions.id"))
-    source: Mapped[str] = mapped_column(String(16))  # gateway | api
+    source: Mapped[SampleSource] = mapped_column(
+        enum_column(SampleSource, column="source", length=16)
+    )
     record: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
