@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from registry.adapters.promotion import PromotionPolicy
+from registry.adapters.resolve import parse_version
 from registry.adapters.schemas import (
     AdapterCreate,
     AdapterList,
@@ -102,7 +103,7 @@ async def upload_adapter_version(
 @router.get("/{name}/versions/{version}", response_model=VersionOut)
 def get_version(ctx: AdaptersRead, name: str, version: str, session: SessionDep) -> VersionOut:
     adapter = adapters.get(session, tenant=ctx.tenant, name=name)
-    row = versions.get(session, adapter=adapter, number=versions.parse_ref(version))
+    row = versions.get(session, adapter=adapter, number=parse_version(version))
     return versions.to_out(session, tenant=ctx.tenant, adapter=adapter, rows=[row])[0]
 
 
@@ -117,7 +118,7 @@ def download_version_file(
 ) -> StreamingResponse:
     """The artifact's files (`manifest.json` and those it lists), for its own tenant."""
     adapter = adapters.get(session, tenant=ctx.tenant, name=name)
-    row = versions.get(session, adapter=adapter, number=versions.parse_ref(version))
+    row = versions.get(session, adapter=adapter, number=parse_version(version))
     files = (row.manifest or {}).get("files", {})
     if (
         row.status != "ready"

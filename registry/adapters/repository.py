@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from registry.models import Adapter, AdapterVersion, AdapterVersionDataset, Dataset
+from registry.models import Adapter, AdapterVersion, AdapterVersionDataset, Alias, Dataset
 
 
 class AdapterRepository:
@@ -64,6 +64,19 @@ class VersionRepository:
 
     def get_by_id(self, version_id: uuid.UUID) -> AdapterVersion | None:
         stmt = self._base().where(AdapterVersion.id == version_id)
+        return self.session.execute(stmt).scalar_one_or_none()
+
+    def get_by_alias(self, adapter_id: uuid.UUID, alias: str) -> AdapterVersion | None:
+        """The version `alias` points at, in one statement."""
+        stmt = (
+            self._base()
+            .join(Alias, Alias.version_id == AdapterVersion.id)
+            .where(
+                Alias.tenant_id == self.tenant_id,
+                Alias.adapter_id == adapter_id,
+                Alias.alias == alias,
+            )
+        )
         return self.session.execute(stmt).scalar_one_or_none()
 
     def list(self, adapter_id: uuid.UUID) -> Sequence[AdapterVersion]:

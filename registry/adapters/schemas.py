@@ -2,15 +2,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from registry.models.enums import Trigger, VersionStatus
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
-VersionStatus = Literal[
-    "queued", "training", "evaluating", "ready", "failed", "cancelled", "archived"
-]
-Trigger = Literal["manual", "schedule", "drift", "upload"]
+VERSION_MAX = 2**31 - 1  # adapter_versions.version is an INTEGER column
 
 
 class TrainingConfig(BaseModel):

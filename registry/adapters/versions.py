@@ -17,7 +17,7 @@ from registry.adapters.repository import AdapterRepository, VersionRepository
 from registry.adapters.schemas import VersionDatasetOut, VersionOut
 from registry.aliases.repository import AliasRepository
 from registry.base_models.repository import BaseModelRepository
-from registry.errors import NotFound, Unprocessable
+from registry.errors import NotFound, require
 from registry.models import Adapter, AdapterVersion, Dataset, Tenant
 
 CODE_VERSION = package_version("loraplex")
@@ -55,8 +55,7 @@ class VersionService:
         locked = AdapterRepository(session, adapter.tenant_id).lock(adapter)
         number = locked.next_version
         locked.next_version = number + 1
-        base = BaseModelRepository(session).get(adapter.base_model_id)
-        assert base is not None
+        base = require(BaseModelRepository(session).get(adapter.base_model_id), "base model")
         version = AdapterVersion(
             id=new.version_id,
             tenant_id=adapter.tenant_id,
@@ -100,13 +99,6 @@ class VersionService:
 
     def list(self, session: Session, *, adapter: Adapter) -> Sequence[AdapterVersion]:
         return VersionRepository(session, adapter.tenant_id).list(adapter.id)
-
-    def parse_ref(self, ref: str) -> int:
-        """'7' or 'v7' -> 7."""
-        text = ref[1:] if ref[:1] in ("v", "V") else ref
-        if not text.isdigit() or int(text) < 1:
-            raise Unprocessable(f"'{ref}' is not a version number (use 7 or v7)")
-        return int(text)
 
     def to_out(
         self, session: Session, *, tenant: Tenant, adapter: Adapter, rows: Sequence[AdapterVersion]

@@ -4,11 +4,13 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from registry.adapters.schemas import VERSION_MAX
+
 ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
 
 
 class AliasSet(BaseModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=VERSION_MAX)
     reason: str = Field(default="", max_length=2000)
 
 

@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from registry.adapters.repository import AdapterRepository, VersionRepository
+from registry.adapters.resolve import is_version_ref
 from registry.aliases.repository import AliasRepository
 from registry.aliases.schemas import AliasAt, AliasOut
 from registry.audit.service import audit
 from registry.auth.principal import Principal
 from registry.db import utcnow
-from registry.errors import Conflict, NotFound
+from registry.errors import Conflict, NotFound, Unprocessable
 from registry.models import Adapter, Alias, AliasEvent, Tenant
 
 
@@ -30,6 +31,8 @@ class AliasService:
         number: int,
         reason: str,
     ) -> AliasOut:
+        if is_version_ref(alias):  # `adapter@v2` must mean one thing
+            raise Unprocessable(f"alias '{alias}' reads as a version number; pick another name")
         AdapterRepository(session, tenant.id).lock(adapter)  # one alias move at a time
         target = VersionRepository(session, tenant.id).get(adapter.id, number)
         if target is None:

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from registry.adapters.resolve import parse_version
 from registry.adapters.service import adapters
-from registry.adapters.versions import versions
 from registry.errors import NotFound
 from registry.lineage.repository import LineageRepository
 from registry.lineage.schemas import Edge, LineageGraph, Node, NodeType, Relation
@@ -48,7 +48,7 @@ class LineageService:
         (in the dependencies), the adapter, the parent chain (one recursive CTE), then the
         chain's datasets, evals, alias events, base models and served periods with one IN-list
         query each."""
-        number = versions.parse_ref(ref)
+        number = parse_version(ref)
         adapter = adapters.get(session, tenant=tenant, name=name)
         repo = LineageRepository(session, tenant.id)
         chain = repo.chain(adapter.id, number)

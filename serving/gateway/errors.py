@@ -66,7 +66,8 @@ def unavailable(message: str) -> GatewayError:
 
 def install(app: FastAPI) -> None:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, GatewayError)
+        if not isinstance(exc, GatewayError):  # only registered for GatewayError
+            raise exc
         headers = {}
         if exc.status == 429:
             headers["Retry-After"] = "1"

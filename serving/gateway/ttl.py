@@ -1,0 +1,45 @@
+"""The gateway's one cache: a bounded `cachetools.TTLCache` behind a single-flight, so a hot key
+costs one load per `ttl` however many requests ask for it, and memory stays at `maxsize` entries
+(least recently used go first) however many distinct keys callers send.
+
+No lock: TTLCache is not thread-safe, but every read and write below happens on the event loop's
+thread, with no await inside a cache operation. Only `load` runs in a worker thread, and it does
+not touch the cache. Do not share one instance across threads or event loops.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+from cachetools import TTLCache
+
+from serving.gateway.singleflight import SingleFlight
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class TTLMemo(Generic[K, V]):
+    """Outcomes of `load` per key, each kept for `ttl` seconds from when it was stored."""
+
+    def __init__(
+        self, *, maxsize: int, ttl: float, timer: Callable[[], float] = time.monotonic
+    ) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self._cache: TTLCache[K, V] = TTLCache(maxsize, ttl, timer)
+        self._flight: SingleFlight[V] = SingleFlight()
+
+    async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        value = await self._flight.run(key, load)
+        self._cache[key] = value
+        return value
+
+    def __len__(self) -> int:
+        return len(self._cache)
