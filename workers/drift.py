@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session
 from registry.adapters.repository import AdapterRepository, VersionRepository
 from registry.auth.principal import Principal
 from registry.db import utcnow
+from registry.drift.metrics import drift_metrics
 from registry.drift.repository import DriftRepository, enabled_policies
+from registry.drift.schemas import DriftCreate
 from registry.drift.service import MONITOR, drift_policies
-from registry.evals.schemas import DriftCreate
-from registry.evals.service import evals
+from registry.errors import Inconsistent
 from registry.models import Adapter, AdapterVersion, Tenant
 from registry.tenants.repository import TenantRepository
 from workers.context import WorkerContext
@@ -101,7 +102,8 @@ def _one(
 ) -> dict[str, Any]:
     tenant = session.get(Tenant, tenant_id)
     found = session.get(Adapter, adapter_id)
-    assert tenant is not None and found is not None and found.tenant_id == tenant.id
+    if tenant is None or found is None or found.tenant_id != tenant.id:
+        raise Inconsistent(f"adapter {adapter_id} of tenant {tenant_id} is gone")
     start = now - dt.timedelta(seconds=window)
     samples = DriftRepository(session, tenant.id).window(
         found.id, start, now, ctx.settings.drift_max_samples
@@ -131,7 +133,7 @@ def _one(
     for version, size, values, described in results:
         details = {"version": version.version, **described}
         for metric, value in values.items():
-            evals.record_drift(
+            drift_metrics.record(
                 session,
                 actor=actor,
                 tenant=tenant,

@@ -1,24 +1,36 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from registry.adapters.service import adapters
 from registry.auth import scopes as sc
 from registry.dependencies import SessionDep, TenantContext, tenant_access
-from registry.drift.schemas import DriftPolicyIn, DriftPolicyOut, TrafficIn, TrafficOut
+from registry.drift.metrics import drift_metrics
+from registry.drift.schemas import (
+    DriftCreate,
+    DriftOut,
+    DriftPolicyIn,
+    DriftPolicyOut,
+    TrafficIn,
+    TrafficOut,
+)
 from registry.drift.service import drift_policies
 from registry.drift.traffic import ingest
 from registry.errors import PayloadTooLarge
 
 router = APIRouter(tags=["drift"])
 POLICY = "/v1/tenants/{tenant}/adapters/{name}/drift-policy"
+METRICS = "/v1/tenants/{tenant}/adapters/{name}/drift-metrics"
 MAX_TRAFFIC_BODY = 8 * 1024 * 1024
 
 Read = Annotated[TenantContext, Depends(tenant_access(sc.ADAPTERS_READ))]
+AdaptersWrite = Annotated[TenantContext, Depends(tenant_access(sc.ADAPTERS_WRITE, write=True))]
 OpsWrite = Annotated[TenantContext, Depends(tenant_access(sc.RETRAINING_WRITE, write=True))]
 TrafficWrite = Annotated[TenantContext, Depends(tenant_access(sc.DATASETS_WRITE, write=True))]
 
@@ -43,6 +55,31 @@ def get_drift_policy(ctx: Read, name: str, session: SessionDep) -> DriftPolicyOu
 def delete_drift_policy(ctx: OpsWrite, name: str, session: SessionDep) -> Response:
     drift_policies.delete(session, actor=ctx.principal, tenant=ctx.tenant, name=name)
     return Response(status_code=204)
+
+
+@router.post(METRICS, status_code=201, response_model=DriftOut)
+def record_drift(ctx: AdaptersWrite, name: str, body: DriftCreate, session: SessionDep) -> DriftOut:
+    adapter = adapters.get(session, tenant=ctx.tenant, name=name)
+    return drift_metrics.record(
+        session, actor=ctx.principal, tenant=ctx.tenant, adapter=adapter, data=body
+    )
+
+
+@router.get(METRICS, response_model=list[DriftOut])
+def drift_series(
+    ctx: Read,
+    name: str,
+    session: SessionDep,
+    metric: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> list[DriftOut]:
+    """A time series ordered by window end; `since`/`until` bound the window end."""
+    adapter = adapters.get(session, tenant=ctx.tenant, name=name)
+    return drift_metrics.series(
+        session, adapter=adapter, metric=metric, since=since, until=until, limit=limit
+    )
 
 
 async def _read_bounded(request: Request) -> bytes:

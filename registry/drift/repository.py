@@ -20,13 +20,19 @@ class DriftRepository:
     def _policies(self) -> Select[DriftPolicy]:
         return select(DriftPolicy).where(DriftPolicy.tenant_id == self.tenant_id)
 
+    def _samples(self) -> Select[TrafficSample]:
+        return select(TrafficSample).where(TrafficSample.tenant_id == self.tenant_id)
+
+    def _metrics(self) -> Select[DriftMetric]:
+        return select(DriftMetric).where(DriftMetric.tenant_id == self.tenant_id)
+
     def policy(self, adapter_id: uuid.UUID, *, lock: bool = False) -> DriftPolicy | None:
         stmt = self._policies().where(DriftPolicy.adapter_id == adapter_id)
         if lock:
             stmt = stmt.with_for_update()
         return self.session.execute(stmt).scalar_one_or_none()
 
-    def add(self, row: DriftPolicy | TrafficSample) -> None:
+    def add(self, row: DriftPolicy | TrafficSample | DriftMetric) -> None:
         self.session.add(row)
 
     def delete(self, row: DriftPolicy) -> None:
@@ -37,9 +43,9 @@ class DriftRepository:
     ) -> list[tuple[uuid.UUID | None, dict[str, Any]]]:
         """(version that answered, record) of the newest `limit` samples in [start, end)."""
         stmt = (
-            select(TrafficSample.version_id, TrafficSample.record)
+            self._samples()
+            .with_only_columns(TrafficSample.version_id, TrafficSample.record)
             .where(
-                TrafficSample.tenant_id == self.tenant_id,
                 TrafficSample.adapter_id == adapter_id,
                 TrafficSample.created_at >= start,
                 TrafficSample.created_at < end,
@@ -53,9 +59,8 @@ class DriftRepository:
         self, adapter_id: uuid.UUID, metric: str, version_id: uuid.UUID
     ) -> DriftMetric | None:
         stmt = (
-            select(DriftMetric)
+            self._metrics()
             .where(
-                DriftMetric.tenant_id == self.tenant_id,
                 DriftMetric.adapter_id == adapter_id,
                 DriftMetric.metric == metric,
                 DriftMetric.version_id == version_id,
@@ -64,6 +69,26 @@ class DriftRepository:
             .limit(1)
         )
         return self.session.execute(stmt).scalar_one_or_none()
+
+    def metric_series(
+        self,
+        adapter_id: uuid.UUID,
+        *,
+        metric: str | None,
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+        limit: int,
+    ) -> Sequence[DriftMetric]:
+        """Ordered by window end; `since`/`until` bound the window end."""
+        stmt = self._metrics().where(DriftMetric.adapter_id == adapter_id)
+        if metric is not None:
+            stmt = stmt.where(DriftMetric.metric == metric)
+        if since is not None:
+            stmt = stmt.where(DriftMetric.window_end >= since)
+        if until is not None:
+            stmt = stmt.where(DriftMetric.window_end <= until)
+        stmt = stmt.order_by(DriftMetric.window_end, DriftMetric.id).limit(limit)
+        return self.session.execute(stmt).scalars().all()
 
 
 def enabled_policies(session: Session) -> Sequence[tuple[uuid.UUID, uuid.UUID, int]]:

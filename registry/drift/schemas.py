@@ -1,11 +1,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 
+from registry.adapters.schemas import VERSION_MAX
 from registry.training.selection import DatasetMode
 
 PROMPT_LENGTH_PSI = "prompt_length_psi"
@@ -67,7 +76,7 @@ class DriftPolicyIn(BaseModel):
     min_samples: int = Field(default=200, ge=1, le=1_000_000)
     cooldown: Duration = Field(default=7 * 86400, description="no second drift retrain within")
     enabled: bool = True
-    datasets: DatasetMode = "latest"
+    datasets: DatasetMode = DatasetMode.LATEST
     dataset_names: list[str] | None = Field(default=None, max_length=50)
 
     def resolved_threshold(self) -> float:
@@ -105,7 +114,10 @@ class TrafficIn(BaseModel):
 
     adapter: str = Field(min_length=1, max_length=100)
     version: int | None = Field(
-        default=None, ge=1, description="the version that answered; default: production now"
+        default=None,
+        ge=1,
+        le=VERSION_MAX,
+        description="the version that answered; default: production now",
     )
     samples: list[dict[str, Any]] = Field(
         min_length=1,
@@ -118,3 +130,37 @@ class TrafficOut(BaseModel):
     adapter: str
     version: int
     accepted: int
+
+
+class DriftCreate(BaseModel):
+    metric: str = Field(min_length=1, max_length=50)
+    value: float
+    window_start: dt.datetime
+    window_end: dt.datetime
+    sample_size: int = Field(ge=0)
+    version: int | None = Field(
+        default=None, ge=1, le=VERSION_MAX, description="the version that served"
+    )
+    details: dict[str, Any] = Field(default_factory=dict, description="how it was computed")
+
+    @model_validator(mode="after")
+    def _window(self) -> DriftCreate:
+        if not math.isfinite(self.value):
+            raise ValueError("value must be a finite number")
+        for field in (self.window_start, self.window_end):
+            if field.tzinfo is None:
+                raise ValueError("window_start and window_end need a timezone (e.g. Z)")
+        if self.window_end <= self.window_start:
+            raise ValueError("window_end must be after window_start")
+        return self
+
+
+class DriftOut(BaseModel):
+    metric: str
+    value: float
+    window_start: dt.datetime
+    window_end: dt.datetime
+    sample_size: int
+    version: int | None
+    details: dict[str, Any]
+    created_at: dt.datetime

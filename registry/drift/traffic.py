@@ -19,7 +19,7 @@ from registry.audit.service import audit
 from registry.auth.principal import Principal
 from registry.drift.repository import DriftRepository
 from registry.drift.schemas import MAX_SAMPLE_BYTES, TrafficIn, TrafficOut
-from registry.errors import Conflict, Unprocessable
+from registry.errors import Conflict, Unprocessable, require
 from registry.models import Tenant, TrafficSample
 
 _ROLES = frozenset({"system", "user", "assistant"})
@@ -68,8 +68,7 @@ def ingest(session: Session, *, actor: Principal, tenant: Tenant, data: TrafficI
                 "say which version answered these prompts with `version`"
             )
         found = VersionRepository(session, tenant.id).get_by_id(alias.version_id)
-        assert found is not None
-        version = found
+        version = require(found, "the production version")
     problems = [
         f"samples[{i}]: {problem}"
         for i, sample in enumerate(data.samples)

@@ -5,7 +5,7 @@ import math
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class EvalCreate(BaseModel):
@@ -55,35 +55,3 @@ class Comparison(BaseModel):
     a: str  # "v3"
     b: str  # "v5" or "base_model"
     metrics: list[MetricDelta]
-
-
-class DriftCreate(BaseModel):
-    metric: str = Field(min_length=1, max_length=50)
-    value: float
-    window_start: dt.datetime
-    window_end: dt.datetime
-    sample_size: int = Field(ge=0)
-    version: int | None = Field(default=None, ge=1, description="the version that served")
-    details: dict[str, Any] = Field(default_factory=dict, description="how it was computed")
-
-    @model_validator(mode="after")
-    def _window(self) -> DriftCreate:
-        if not math.isfinite(self.value):
-            raise ValueError("value must be a finite number")
-        for field in (self.window_start, self.window_end):
-            if field.tzinfo is None:
-                raise ValueError("window_start and window_end need a timezone (e.g. Z)")
-        if self.window_end <= self.window_start:
-            raise ValueError("window_end must be after window_start")
-        return self
-
-
-class DriftOut(BaseModel):
-    metric: str
-    value: float
-    window_start: dt.datetime
-    window_end: dt.datetime
-    sample_size: int
-    version: int | None
-    details: dict[str, Any]
-    created_at: dt.datetime

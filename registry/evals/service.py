@@ -1,29 +1,20 @@
-"""Eval scores per version (and base-model baselines), comparisons, and drift metrics."""
+"""Eval scores per version (and base-model baselines), and comparisons between them."""
 
 from __future__ import annotations
 
-import builtins
-import datetime as dt
 from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from registry.adapters.repository import VersionRepository
+from registry.adapters.resolve import parse_version
 from registry.adapters.versions import versions
 from registry.audit.service import audit
 from registry.auth.principal import Principal
 from registry.datasets.repository import DatasetRepository
 from registry.errors import NotFound
 from registry.evals.repository import EvalRepository
-from registry.evals.schemas import (
-    Comparison,
-    DriftCreate,
-    DriftOut,
-    EvalCreate,
-    EvalOut,
-    MetricDelta,
-)
-from registry.models import Adapter, DriftMetric, Eval, Tenant
+from registry.evals.schemas import Comparison, EvalCreate, EvalOut, MetricDelta
+from registry.models import Adapter, Eval, Tenant
 
 BASE = "base"
 
@@ -85,7 +76,7 @@ class EvalService:
             right = self._latest(self.list(session, adapter=adapter, number=a), "base_model")
             label = "base_model"
         else:
-            number = versions.parse_ref(b)
+            number = parse_version(b)
             right = self._latest(self.list(session, adapter=adapter, number=number), "version")
             label = f"v{number}"
         rows = []
@@ -116,81 +107,6 @@ class EvalService:
             if row.subject == subject:
                 out.update({(row.suite, k): v for k, v in row.metrics.items()})
         return out
-
-    def record_drift(
-        self,
-        session: Session,
-        *,
-        actor: Principal,
-        tenant: Tenant,
-        adapter: Adapter,
-        data: DriftCreate,
-    ) -> DriftOut:
-        version_id = None
-        if data.version is not None:
-            version_id = versions.get(session, adapter=adapter, number=data.version).id
-        row = DriftMetric(
-            tenant_id=tenant.id,
-            adapter_id=adapter.id,
-            version_id=version_id,
-            metric=data.metric,
-            value=data.value,
-            window_start=data.window_start,
-            window_end=data.window_end,
-            sample_size=data.sample_size,
-            details=data.details,
-            created_by=actor.subject,
-        )
-        EvalRepository(session, tenant.id).add(row)
-        session.flush()
-        audit.record(
-            session,
-            actor=actor,
-            action="drift_metric.create",
-            target_type="drift_metric",
-            target_id=str(row.id),
-            tenant_id=tenant.id,
-            details={
-                "adapter": adapter.name,
-                "metric": data.metric,
-                "value": data.value,
-                "version": data.version,
-                "sample_size": data.sample_size,
-            },
-        )
-        return self._drift_out(row, data.version)
-
-    def drift_series(
-        self,
-        session: Session,
-        *,
-        adapter: Adapter,
-        metric: str | None,
-        since: dt.datetime | None,
-        until: dt.datetime | None,
-        limit: int,
-    ) -> builtins.list[DriftOut]:
-        rows = EvalRepository(session, adapter.tenant_id).drift_series(
-            adapter.id, metric=metric, since=since, until=until, limit=limit
-        )
-        ids = [r.version_id for r in rows if r.version_id]
-        numbers = VersionRepository(session, adapter.tenant_id).numbers(ids)
-        return [
-            self._drift_out(r, numbers.get(r.version_id) if r.version_id else None) for r in rows
-        ]
-
-    @staticmethod
-    def _drift_out(row: DriftMetric, number: int | None) -> DriftOut:
-        return DriftOut(
-            metric=row.metric,
-            value=row.value,
-            window_start=row.window_start,
-            window_end=row.window_end,
-            sample_size=row.sample_size,
-            version=number,
-            details=row.details,
-            created_at=row.created_at,
-        )
 
 
 evals = EvalService()

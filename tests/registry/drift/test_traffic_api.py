@@ -132,6 +132,7 @@ def test_every_bad_sample_is_named_up_to_ten(tw: TrafficWorld) -> None:
         ({"samples": []}, "samples"),
         ({"samples": [{"prompt": "a"}] * 1001}, "samples"),
         ({"samples": [{"prompt": "a"}], "version": 0}, "version"),
+        ({"samples": [{"prompt": "a"}], "version": 10**30}, "version"),
         ({"samples": [{"prompt": "a"}], "model": "x"}, "model"),
         ({"samples": "hello"}, "samples"),
     ],
