@@ -46,7 +46,7 @@ class EngineLaunch:
 
 def local_base_model(settings: Settings, name: str) -> tuple[BaseModel, Path]:
     """The registered base model and a verified local folder with its files."""
-    from workers.cache import base_model_path  # no torch: digest-checked copies only
+    from registry.base_models.local_copy import base_model_path  # digest-checked copy
 
     engine = make_engine(settings.resolved_database_url)
     try:

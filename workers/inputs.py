@@ -12,12 +12,13 @@ from sqlalchemy.orm import Session
 
 from registry.adapters.repository import VersionRepository
 from registry.aliases.repository import AliasRepository
+from registry.base_models.local_copy import DigestMismatch
 from registry.base_models.repository import BaseModelRepository
 from registry.datasets.repository import DatasetRepository
+from registry.errors import require
 from registry.models import Adapter, AdapterVersion, BaseModel, Dataset, Tenant, TrainingJob
 from registry.storage import ObjectStore
 from registry.training.lifecycle import artifact_prefix, lifecycle
-from workers.cache import DigestMismatch
 
 
 class JobInputError(Exception):
@@ -42,10 +43,9 @@ class JobInputs:
 
 
 def load_inputs(session: Session, job: TrainingJob) -> JobInputs:
-    tenant = session.get(Tenant, job.tenant_id)
+    tenant = require(session.get(Tenant, job.tenant_id), f"tenant {job.tenant_id}")
     adapter = lifecycle.adapter(session, job)
-    base = BaseModelRepository(session).get(adapter.base_model_id)
-    assert tenant is not None and base is not None
+    base = require(BaseModelRepository(session).get(adapter.base_model_id), "base model")
     datasets = DatasetRepository(session, job.tenant_id)
     train_sets = []
     for raw in job.dataset_ids:

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from registry.base_models.local_copy import base_model_path
+from registry.errors import Inconsistent, require
 from registry.training.lifecycle import lifecycle
 from registry.training.repository import PlatformJobRepository
 from registry.training.service import add_event
-from workers.cache import adapter_path, base_model_path
+from workers.cache import adapter_path
 from workers.context import WorkerContext
 from workers.gate import record_and_decide
 from workers.heartbeat import Heartbeat
@@ -56,8 +58,7 @@ class Run:
 
     def event(self, kind: str, message: str, **data: Any) -> None:
         with self.ctx.session() as session:
-            job = PlatformJobRepository(session).find(self.inputs.job.id)
-            assert job is not None
+            job = require(PlatformJobRepository(session).find(self.inputs.job.id), "job")
             add_event(session, job, kind, message, **data)
 
     def stage(self, name: str, **extra: Any) -> None:
@@ -218,8 +219,7 @@ def publish_artifact(run: Run, folder: Path) -> None:
     }
     run.manifest, run.manifest_digest, size = publish(run.ctx.store, folder, inputs, extra)
     with run.ctx.session() as session:
-        job = PlatformJobRepository(session).find(inputs.job.id)
-        assert job is not None
+        job = require(PlatformJobRepository(session).find(inputs.job.id), "job")
         lifecycle.record_artifact(
             session,
             job=job,
@@ -258,7 +258,8 @@ def evaluate(run: Run) -> dict[str, dict[str, float]]:
         scores["base_model"] = scored()
     production = run.inputs.production
     if production is not None and production.base_model_digest == run.inputs.base.digest:
-        assert production.artifact_prefix and production.manifest
+        if not (production.artifact_prefix and production.manifest):
+            raise Inconsistent(f"production version {production.version} has no artifact")
         folder = adapter_path(
             run.ctx.store,
             version_id=str(production.id),
@@ -277,8 +278,7 @@ def evaluate(run: Run) -> dict[str, dict[str, float]]:
 def finish(run: Run, scores: dict[str, dict[str, float]]) -> None:
     inputs = run.inputs
     with run.ctx.session() as session:
-        job = PlatformJobRepository(session).find(inputs.job.id)
-        assert job is not None
+        job = require(PlatformJobRepository(session).find(inputs.job.id), "job")
         if job.status != "running" or job.worker != run.heart.worker:
             raise LeaseLost()
         inputs.job = job

@@ -16,12 +16,14 @@ import structlog
 from botocore.exceptions import BotoCoreError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from registry.base_models.local_copy import DigestMismatch
 from registry.db import after_commit
+from registry.errors import require
 from registry.storage import StorageError
 from registry.tasks import TRAIN
 from registry.training.lifecycle import lifecycle
 from registry.training.repository import PlatformJobRepository
-from workers.cache import DigestMismatch, delete_prefix
+from workers.cache import delete_prefix
 from workers.context import WorkerContext
 from workers.heartbeat import Heartbeat
 from workers.inputs import JobInputError, JobInputs, load_inputs
@@ -64,8 +66,7 @@ def run_training(ctx: WorkerContext, job_id: str, *, host: str) -> None:
         log.warning("job.abandoned", job_id=job_id, reason="lease lost to another worker")
     except Cancelled:
         with ctx.session() as session:
-            job = PlatformJobRepository(session).find(jid)
-            assert job is not None
+            job = require(PlatformJobRepository(session).find(jid), f"job {jid}")
             lifecycle.finish_cancelled(session, job=job)
         delete_prefix(ctx.store, inputs.prefix)
         log.info("job.cancelled", job_id=job_id)
@@ -82,8 +83,7 @@ def _failed(ctx: WorkerContext, inputs: JobInputs, exc: Exception) -> None:
         "job.failed", job_id=str(inputs.job.id), error=error, retryable=retryable, exc_info=exc
     )
     with ctx.session() as session:
-        job = PlatformJobRepository(session).find(inputs.job.id)
-        assert job is not None
+        job = require(PlatformJobRepository(session).find(inputs.job.id), "job")
         if job.status != "running":
             return
         requeued = lifecycle.fail(session, job=job, error=error, retryable=retryable)

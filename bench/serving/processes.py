@@ -1,0 +1,80 @@
+"""Processes around the benchmark: the LoRA-disabled reference servers, the engine's argv, CPU
+accounting from /proc, the git revision."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.services import free_port
+from tests.serving.stack import Service, ServingStack
+
+
+def start_references(base: Path, tmp: Path) -> dict[str, tuple[Service, str]]:
+    """Plain vLLM servers on the same model with LoRA disabled: compiled (vLLM's CPU default)
+    and --enforce-eager (what the LoRA-enabled engine runs as: LoRA turns compilation off)."""
+    refs = {}
+    for key, extra in (("vllm_nolora_compiled", []), ("vllm_nolora_eager", ["--enforce-eager"])):
+        port, home = free_port(), tmp / key
+        home.mkdir()
+        argv = [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(base),
+            "--served-model-name",
+            "tiny",
+            "--dtype",
+            "float32",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--max-model-len",
+            "1024",
+            *extra,
+        ]
+        env = {
+            **os.environ,
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "TMPDIR": str(home),
+            "VLLM_CACHE_ROOT": str(home / "vllm"),
+        }
+        refs[key] = (Service(key, argv, env, home / "server.log"), f"http://127.0.0.1:{port}")
+    return refs
+
+
+def git_rev() -> str:
+    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return r.stdout.strip() or "unknown"
+
+
+def read_engine_argv(stack: ServingStack) -> list[str]:
+    """The engine's command line, as the stack started it."""
+    argv = Path(f"/proc/{stack.services[0].proc.pid}/cmdline").read_bytes().split(b"\0")
+    return [a.decode() for a in argv if a]
+
+
+def cpu_s(pid: int, tree: bool = False) -> float:
+    """utime + stime of a process (and with `tree`, of all its descendants), in seconds."""
+    pids, total = [pid], 0.0
+    while pids:
+        p = pids.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            if tree:
+                for task in Path(f"/proc/{p}/task").iterdir():
+                    pids += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+def steal() -> tuple[float, float]:
+    """(steal, total) jiffies of all CPUs: the hypervisor's share taken from this VM."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[7], sum(fields)
