@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from fastapi import FastAPI, Request
@@ -47,6 +47,20 @@ class Conflict(LoraplexError):
     status_code = 409
 
 
+class Inconsistent(Conflict):
+    """A row the data model guarantees is missing or belongs elsewhere (removed meanwhile, or a
+    broken invariant). Raised explicitly: an `assert` would vanish under `python -O`."""
+
+
+T = TypeVar("T")
+
+
+def require(value: T | None, what: str) -> T:
+    if value is None:
+        raise Inconsistent(f"{what} is gone (removed meanwhile?); retry, or report it if it stays")
+    return value
+
+
 class PayloadTooLarge(LoraplexError):
     status_code = 413
 
@@ -65,19 +79,18 @@ def _render(exc: LoraplexError) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     async def on_loraplex_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, LoraplexError)
-        return _render(exc)
+        return _render(exc if isinstance(exc, LoraplexError) else LoraplexError(str(exc)))
 
     async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
         problems = []
-        for err in exc.errors():
+        for err in exc.errors() if isinstance(exc, RequestValidationError) else []:
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
             problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
         return _render(Unprocessable("; ".join(problems) or "invalid request"))
 
     async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
+        if not isinstance(exc, StarletteHTTPException):
+            return await on_unexpected(_, exc)
         name = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
         return JSONResponse(
             {"error": name, "detail": str(exc.detail)},

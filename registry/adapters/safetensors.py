@@ -149,7 +149,8 @@ class HeaderReader:
                 self._buf = bytearray()
 
     def _check_length(self) -> None:
-        assert self._n is not None
+        if self._n is None:
+            raise RuntimeError("the header length is not read yet")
         if self.file_size is not None and 8 + self._n > self.file_size:
             raise self._too_long(self.file_size)
         if self._n > self.max_header_bytes:
@@ -284,7 +285,8 @@ def _check_coverage(tensors: dict[str, TensorInfo], fail: _Fail) -> None:
     expected, previous = 0, None
     for t in sorted(tensors.values(), key=lambda t: (t.start, t.end)):
         if t.start < expected:
-            assert previous is not None
+            if previous is None:  # only a negative start, which parsing refuses earlier
+                raise fail(f"tensor '{t.name}' starts before the data")
             raise fail(
                 f"tensors {previous.name!r} (bytes {previous.start:,}-{previous.end:,}) and "
                 f"{t.name!r} (bytes {t.start:,}-{t.end:,}) overlap"

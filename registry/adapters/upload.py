@@ -18,7 +18,7 @@ from registry.auth.principal import Principal
 from registry.base_models.repository import BaseModelRepository
 from registry.base_models.service import base_model_info, known_names
 from registry.db import utcnow
-from registry.errors import Conflict, Unprocessable
+from registry.errors import Conflict, Unprocessable, require
 from registry.models import Adapter, AdapterVersion, Tenant
 from registry.settings import Settings
 from registry.storage import ObjectStore, ObjectWriter, StoredObject
@@ -62,7 +62,8 @@ class _WeightsSink:
         self.writer = self.store.writer()
 
     def feed(self, data: bytes) -> None:
-        assert self.writer is not None
+        if self.writer is None:
+            raise RuntimeError("the weights upload was not started")
         if self.reader.total_bytes == 0 and looks_like_pickle(data[:8]):
             raise Unprocessable(PICKLE_HINT)
         try:
@@ -142,8 +143,7 @@ def _check_and_register(
         header = weights.reader.finish()
     except SafetensorsError as exc:
         raise Unprocessable(str(exc)) from exc
-    base = BaseModelRepository(session).get(adapter.base_model_id)
-    assert base is not None
+    base = require(BaseModelRepository(session).get(adapter.base_model_id), "base model")
     problems = check_lora_adapter(
         config,
         header,
@@ -169,7 +169,8 @@ def _check_and_register(
         ),
     )
     prefix = artifact_prefix(tenant.id, adapter.id, version.id)
-    assert weights.writer is not None
+    if weights.writer is None:
+        raise RuntimeError("no weights were received")
     stored = [
         weights.store.put_bytes(f"{prefix}/{CONFIG_FILE}", bytes(config_sink.data)),
         weights.writer.commit(f"{prefix}/{WEIGHTS_FILE}"),

@@ -51,7 +51,8 @@ class DatasetIngest:
     def _write(self, rows: list[bytes]) -> None:
         if not rows or self.validator.report.invalid:
             return  # an invalid file is refused whole: stop storing at the first bad line
-        assert self._writer is not None
+        if self._writer is None:
+            raise RuntimeError("the upload was not started")
         self._writer.write(b"".join(rows))
         if self._writer.size > self.max_stored_bytes:
             raise PayloadTooLarge(
@@ -73,11 +74,15 @@ class DatasetIngest:
 
     @property
     def sha256(self) -> str:
-        assert self._writer is not None
+        if self._writer is None:
+            raise RuntimeError("the upload was not started")
         return self._writer.sha256
 
     def commit(self) -> StoredObject:
-        assert self._writer is not None and self.ok
+        if self._writer is None:
+            raise RuntimeError("the upload was not started")
+        if not self.ok:
+            raise RuntimeError("an invalid upload cannot be committed")
         return self._writer.commit(lambda digest: dataset_key(self.tenant_id, digest))
 
     def abort(self) -> None:

@@ -148,7 +148,8 @@ class DatasetValidator:
             self._pending_len = size
 
     def _end_skipped(self, head: bytes) -> None:
-        assert self._skipped is not None
+        if self._skipped is None:
+            raise RuntimeError("no over-long line is being skipped")
         size = self._skipped + len(head)
         ends_cr = head.endswith(b"\r") if head else self._skipped_cr
         if ends_cr:

@@ -142,12 +142,14 @@ class LocalObjectWriter(ObjectWriter):
             self._file: BinaryIO | None = open(self._tmp_path, "xb")  # noqa: SIM115
 
     def _write(self, data: bytes) -> None:
-        assert self._file is not None
+        if self._file is None:
+            raise RuntimeError("the temporary file is not open")
         with _translate("write temporary file", missing=False):
             self._file.write(data)
 
     def _commit(self, final_key: str) -> None:
-        assert self._file is not None
+        if self._file is None:
+            raise RuntimeError("the temporary file is not open")
         final = self._store.path(final_key)
         with _translate(f"commit {final_key}", missing=False):
             self._file.flush()

@@ -19,7 +19,7 @@ from registry.auth.principal import Principal
 from registry.base_models.repository import BaseModelRepository
 from registry.datasets.repository import DatasetRepository
 from registry.db import after_commit
-from registry.errors import Conflict, NotFound, Unprocessable
+from registry.errors import Conflict, NotFound, Unprocessable, require
 from registry.models import Dataset, Tenant, TrainingJob, TrainingJobEvent
 from registry.settings import Settings
 from registry.tasks import TRAIN, TaskQueue
@@ -82,8 +82,7 @@ class TrainingService:
                 f"the training datasets have {rows} row(s); at least 2 are needed to hold one out"
             )
         config = _merge_config(adapter.training_config, data.hyperparameters)
-        base = BaseModelRepository(session).get(adapter.base_model_id)
-        assert base is not None
+        base = require(BaseModelRepository(session).get(adapter.base_model_id), "base model")
         adapters.check_config(base, config, settings)
 
         job_id = uuid.uuid4()
@@ -170,8 +169,7 @@ class TrainingService:
         self, session: Session, *, actor: Principal, tenant: Tenant, job_id: uuid.UUID
     ) -> TrainingJob:
         self.get(session, tenant=tenant, job_id=job_id)
-        job = TrainingJobRepository(session, tenant.id).get(job_id, lock=True)
-        assert job is not None
+        job = require(TrainingJobRepository(session, tenant.id).get(job_id, lock=True), "job")
         if job.status in FINISHED:
             raise Conflict(f"training job '{job_id}' is already {job.status}")
         if job.status == "queued":

@@ -155,7 +155,8 @@ def train_tokenizer(text: str, vocab_size: int) -> Tokenizer:
     )
     tokenizer.train_from_iterator(text.splitlines(keepends=True), trainer)
     for i, token in enumerate(SPECIAL_TOKENS):
-        assert tokenizer.token_to_id(token) == i, f"{token} did not get id {i}"
+        if tokenizer.token_to_id(token) != i:
+            raise RuntimeError(f"special token {token} did not get id {i}")
     return tokenizer
 
 

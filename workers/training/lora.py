@@ -43,7 +43,8 @@ def attach_lora(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         peft_model = get_peft_model(model, config)
-    assert isinstance(peft_model, PeftModel)
+    if not isinstance(peft_model, PeftModel):
+        raise TypeError(f"get_peft_model returned {type(peft_model).__name__}, not a PeftModel")
     return peft_model
 
 
