@@ -8,18 +8,19 @@ model's module path (`model.layers.<i>.self_attn.q_proj`); `.lora_A.<adapter>.we
 accepted too. As in PEFT, a `target_modules` list matches a path equal to an entry or ending in
 "." + entry; a string is a regex that must `re.fullmatch` the whole path (`.*\\.(q|v)_proj`),
 and "all-linear" matches every linear module of the layers. A `rank_pattern` key gives a
-module its rank if `(.*\\.)?(<key>)$` matches its path (the first such key wins).
+module its rank if `(.*\\.)?(<key>)$` matches its path (the first such key wins). Those
+regexes are matched with RE2, in linear time (`UserRegex`).
 """
 
 from __future__ import annotations
 
 import re
-import re._parser as _sre_parser
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 import orjson
+import re2
 
 from registry.adapters.safetensors import SafetensorsHeader
 from registry.base_models.inspect import BaseModelInfo
@@ -27,7 +28,6 @@ from registry.base_models.inspect import BaseModelInfo
 MAX_CONFIG_BYTES = 1 << 20
 MAX_PROBLEMS = 20
 MAX_REGEX_CHARS = 256
-MAX_UNBOUNDED_REPEATS = 4
 LORA_DTYPES = ("F32", "F16", "BF16")
 _TENSOR = re.compile(
     r"base_model\.model\.(?P<path>.+)\.(?P<kind>lora_A|lora_B)(?:\.(?P<adapter>[^.]+))?\.weight"
@@ -77,44 +77,87 @@ def _basename(name: str) -> str:
     return re.split(r"[/\\]", name.rstrip("/\\"))[-1]
 
 
-def compile_user_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a regex from an adapter config; ValueError for shapes that can backtrack badly
-    (`re` holds the GIL and cannot be interrupted: one `(a+)+$` would stall the registry)."""
+@dataclass(frozen=True)
+class UserRegex:
+    """A regex from an adapter config, run by RE2: linear time in the text, never backtracks
+    (Python's `re` holds the GIL while it backtracks; one upload could stall the registry).
+
+    RE2 has no look-ahead, so leading `(?=A)` / `(?!A)` groups (`^(?!.*vision).*_proj`, common
+    in PEFT configs) are kept as separate regexes that must (not) match at the start."""
+
+    pattern: str
+    regex: Any  # re2._Regexp (untyped)
+    lookaheads: tuple[tuple[bool, Any], ...] = ()  # (negative, RE2 regex)
+
+    def fullmatch(self, text: str) -> bool:
+        return all(
+            (regex.match(text) is None) == negative for negative, regex in self.lookaheads
+        ) and (self.regex.fullmatch(text) is not None)
+
+
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.max_mem = 1 << 20  # a huge automaton fails in ms instead of compiling for seconds
+    options.log_errors = False
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
+_UNSUPPORTED = (
+    "backreferences, look-behind, look-ahead other than at the start, atomic groups, "
+    "possessive repeats, conditionals and \\Z (use \\z) are not supported"
+)
+
+
+def _re2(pattern: str) -> Any:
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as e:
+        reason = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
+        if "too large" in reason:
+            raise ValueError("is too large a regex (repeat counts too high)") from None
+        raise ValueError(f"cannot be matched in linear time ({reason}): {_UNSUPPORTED}") from None
+
+
+def compile_user_regex(pattern: str, *, wrap: str = "{}") -> UserRegex:
+    """Compile a regex from an adapter config, to be fullmatched; `wrap` embeds it (rank_pattern
+    keys match as `(.*\\.)?(<key>)`). ValueError says why it cannot be used."""
     if len(pattern) > MAX_REGEX_CHARS:
         raise ValueError(f"is longer than {MAX_REGEX_CHARS} characters")
     try:
-        tree = _sre_parser.parse(pattern)
+        re.compile(pattern)  # Python's syntax is the reference (PEFT compiles with re)
     except re.error as e:
         raise ValueError(f"is not a valid regex: {e}") from None
-    if _regex_risk(tree, in_repeat=False) > MAX_UNBOUNDED_REPEATS:
-        raise ValueError(f"has more than {MAX_UNBOUNDED_REPEATS} unbounded repeats")
-    return re.compile(pattern)
+    lookaheads: list[tuple[bool, Any]] = []
+    rest = pattern
+    if wrap == "{}":
+        rest = pattern.removeprefix("^") if pattern.startswith(("^(?=", "^(?!")) else pattern
+        while rest.startswith(("(?=", "(?!")) and (end := _group_end(rest)) is not None:
+            lookaheads.append((rest[2] == "!", _re2(rest[3:end])))
+            rest = rest[end + 1 :]
+    return UserRegex(pattern, _re2(wrap.format(rest)), tuple(lookaheads))
 
 
-def _regex_risk(items: Any, *, in_repeat: bool) -> int:
-    """The number of unbounded repeats; raises ValueError for an exponential shape."""
-    unbounded = 0
-    for op, av in items:
-        name = str(op)
-        if name.startswith("GROUPREF"):
-            raise ValueError("uses a backreference")
-        if name == "BRANCH" and in_repeat:
-            raise ValueError("repeats a group of alternatives, which can take exponential time")
-        repeat = name.endswith("_REPEAT") and av[1] > 1
-        if repeat and in_repeat:
-            raise ValueError("nests repeats, like (a+)+, which can take exponential time")
-        unbounded += repeat and av[1] == _sre_parser.MAXREPEAT
-        for sub in _subpatterns(av):
-            unbounded += _regex_risk(sub, in_repeat=in_repeat or repeat)
-    return unbounded
-
-
-def _subpatterns(av: Any) -> Iterator[Any]:
-    if isinstance(av, _sre_parser.SubPattern):
-        yield av
-    elif isinstance(av, list | tuple):
-        for item in av:
-            yield from _subpatterns(item)
+def _group_end(text: str) -> int | None:
+    """Index of the `)` closing the group that opens text, skipping escapes and classes."""
+    depth, i = 0, 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 1
+        elif c == "[":  # a class; `]` first in it (after an optional `^`) is a literal
+            i += 2 if text[i + 1 : i + 2] == "^" else 1
+            i += text[i : i + 1] == "]"
+            while i < len(text) and text[i] != "]":
+                i += 2 if text[i] == "\\" else 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
 
 
 class _Checker:
@@ -122,8 +165,8 @@ class _Checker:
         self.config, self.base, self.max_rank = config, base, max_rank
         self.problems: list[str] = []
         self.r: int | None = None
-        self.rank_rules: list[tuple[re.Pattern[str], Any]] = []  # from rank_pattern
-        self.targets: list[str] | re.Pattern[str] | None = None
+        self.rank_rules: list[tuple[UserRegex, Any]] = []  # from rank_pattern
+        self.targets: list[str] | UserRegex | None = None
         self.resolved: set[str] = set()  # module paths that exist in the base model
 
     def add_config(self, problem: str) -> None:
@@ -155,7 +198,7 @@ class _Checker:
 
     def _check_pattern(
         self, field: str, valid: Callable[[Any], bool], what: str
-    ) -> list[tuple[re.Pattern[str], Any]]:
+    ) -> list[tuple[UserRegex, Any]]:
         pattern = self.config.get(field)
         if not isinstance(pattern, dict | None):
             self.add_config(f"{field} must be an object")
@@ -164,15 +207,14 @@ class _Checker:
             if not valid(value):
                 self.add_config(f"{field}[{key!r}] is {value!r}, not {what}")
             try:
-                compile_user_regex(key)
-                rules.append((re.compile(rf"(.*\.)?({key})$"), value))
+                rules.append((compile_user_regex(key, wrap=r"(.*\.)?({})"), value))
             except ValueError as e:
                 self.add_config(f"{field} key {key!r} {e}")
         return rules
 
     def _check_targets(self, targets: object) -> None:
         if targets == "all-linear":
-            self.targets = re.compile(r"model\.layers\.\d+\..+")
+            self.targets = compile_user_regex(r"model\.layers\.\d+\..+")
         elif isinstance(targets, str) and targets:
             try:
                 self.targets = compile_user_regex(targets)
@@ -201,8 +243,8 @@ class _Checker:
             )
 
     def target_matches(self, path: str, target: str | None = None) -> bool:
-        if isinstance(self.targets, re.Pattern):
-            return self.targets.fullmatch(path) is not None
+        if isinstance(self.targets, UserRegex):
+            return self.targets.fullmatch(path)
         wanted = [target] if target else (self.targets or [])
         return any(path == t or path.endswith("." + t) for t in wanted)
 
@@ -234,7 +276,7 @@ class _Checker:
             for target in self.targets:
                 if not any(self.target_matches(p, target) for p in paths):
                     add(f"target module {target!r} has no LoRA tensors in the adapter")
-        elif isinstance(self.targets, re.Pattern) and not any(map(self.target_matches, paths)):
+        elif isinstance(self.targets, UserRegex) and not any(map(self.target_matches, paths)):
             add(f"target_modules regex {self.targets.pattern!r} matches no tensor's module")
 
     def _check_tensor(self, name: str, path: str, kind: str, shape: tuple[int, ...]) -> None:
@@ -259,7 +301,7 @@ class _Checker:
         self.resolved.add(path)
         if self.targets is not None and not self.target_matches(path):
             add(f"tensor {name!r}: module {path!r} is not in target_modules")
-        rank = next((v for rule, v in self.rank_rules if rule.match(path)), None)
+        rank = next((v for rule, v in self.rank_rules if rule.fullmatch(path)), None)
         rank = rank if _is_int(rank) else self.r
         out_f, in_f = self.base.module_shapes[suffix]
         expected = [rank, in_f] if kind == "lora_A" else [out_f, rank]

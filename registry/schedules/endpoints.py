@@ -5,8 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from registry.auth import scopes as sc
+from registry.auth.principal import Principal
 from registry.auth.scopes import Role
-from registry.dependencies import CurrentPrincipal, SessionDep, TenantContext, tenant_access
+from registry.dependencies import SessionDep, TenantContext, require_scope, tenant_access
 from registry.errors import Forbidden, NotFound
 from registry.schedules.schemas import ScheduleIn, ScheduleList, ScheduleOut
 from registry.schedules.service import schedules
@@ -16,6 +17,7 @@ router = APIRouter(tags=["schedules"])
 SCHEDULE = "/v1/tenants/{tenant}/adapters/{name}/schedule"
 
 Read = Annotated[TenantContext, Depends(tenant_access(sc.ADAPTERS_READ))]
+ReadAll = Annotated[Principal, Depends(require_scope(sc.ADAPTERS_READ))]  # cross-tenant
 OpsWrite = Annotated[TenantContext, Depends(tenant_access(sc.RETRAINING_WRITE, write=True))]
 
 
@@ -41,7 +43,7 @@ def delete_schedule(ctx: OpsWrite, name: str, session: SessionDep) -> Response:
 
 @router.get("/v1/schedules", response_model=ScheduleList)
 def list_schedules(
-    principal: CurrentPrincipal,
+    principal: ReadAll,
     session: SessionDep,
     tenant: str | None = None,
     enabled: bool | None = None,

@@ -46,11 +46,8 @@ def list_tenants(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> TenantList:
-    rows = tenants.list(session, limit=limit, offset=offset)
-    visible = [t for t in rows if principal.owns(t.id)]
-    return TenantList(
-        items=[TenantOut.model_validate(t) for t in visible], limit=limit, offset=offset
-    )
+    rows = tenants.list(session, principal=principal, limit=limit, offset=offset)
+    return TenantList(items=[TenantOut.model_validate(t) for t in rows], limit=limit, offset=offset)
 
 
 @router.get("/{tenant}", response_model=TenantOut)

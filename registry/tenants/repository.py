@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from registry.auth.principal import Principal
+from registry.auth.scopes import Role
 from registry.models import Tenant
 
 
@@ -22,8 +24,15 @@ class TenantRepository:
         stmt = select(Tenant).where(Tenant.id == tenant.id).with_for_update()
         return self.session.execute(stmt).scalar_one()
 
-    def list(self, *, limit: int, offset: int) -> Sequence[Tenant]:
-        stmt = select(Tenant).order_by(Tenant.slug).limit(limit).offset(offset)
+    def _visible_to(self, principal: Principal) -> Select[Tenant]:
+        """The tenants a caller may see (as `Principal.owns`), so paging sees nothing else."""
+        stmt = select(Tenant)
+        if principal.role is Role.TENANT:
+            stmt = stmt.where(Tenant.id == principal.tenant_id)
+        return stmt
+
+    def list(self, *, visible_to: Principal, limit: int, offset: int) -> Sequence[Tenant]:
+        stmt = self._visible_to(visible_to).order_by(Tenant.slug).limit(limit).offset(offset)
         return self.session.execute(stmt).scalars().all()
 
     def add(self, tenant: Tenant) -> None:

@@ -45,8 +45,10 @@ class TenantService:
         )
         return tenant
 
-    def list(self, session: Session, *, limit: int, offset: int) -> Sequence[Tenant]:
-        return TenantRepository(session).list(limit=limit, offset=offset)
+    def list(
+        self, session: Session, *, principal: Principal, limit: int, offset: int
+    ) -> Sequence[Tenant]:
+        return TenantRepository(session).list(visible_to=principal, limit=limit, offset=offset)
 
     def set_traffic_logging(
         self, session: Session, *, actor: Principal, tenant: Tenant, enabled: bool

@@ -6,8 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from registry.auth import scopes as sc
+from registry.auth.principal import Principal
 from registry.auth.scopes import Role
-from registry.dependencies import CurrentPrincipal, SessionDep, TenantContext, tenant_access
+from registry.dependencies import SessionDep, TenantContext, require_scope, tenant_access
 from registry.errors import Forbidden, NotFound
 from registry.tenants.repository import TenantRepository
 from registry.training.schemas import JobStatus, TrainingJobCreate, TrainingJobList, TrainingJobOut
@@ -17,6 +18,7 @@ router = APIRouter(tags=["training"])
 TENANT_JOBS = "/v1/tenants/{tenant}/training-jobs"
 
 JobsRead = Annotated[TenantContext, Depends(tenant_access(sc.ADAPTERS_READ))]
+JobsReadAll = Annotated[Principal, Depends(require_scope(sc.ADAPTERS_READ))]  # cross-tenant
 JobsWrite = Annotated[TenantContext, Depends(tenant_access(sc.TRAINING_WRITE, write=True))]
 
 
@@ -64,7 +66,7 @@ def cancel_job(ctx: JobsWrite, job_id: uuid.UUID, session: SessionDep) -> Traini
 
 @router.get("/v1/training-jobs", response_model=TrainingJobList)
 def list_all_jobs(
-    principal: CurrentPrincipal,
+    principal: JobsReadAll,
     session: SessionDep,
     status: JobStatus | None = None,
     tenant: str | None = None,

@@ -141,18 +141,14 @@ def test_registry_modules_stay_free_of_heavy_libraries() -> None:
 @pytest.mark.parametrize(
     ("regex", "needle"),
     [
-        ("(.*)*x", "nests repeats"),
-        (r"(\w+\.)+q_proj", "nests repeats"),
-        ("(?:q|qq)*_proj", "repeats a group of alternatives"),
-        (r"(q)_proj\1", "uses a backreference"),
-        (".*" * 5 + "q_proj", "has more than 4 unbounded repeats"),
+        (r"(q)_proj\1", "cannot be matched in linear time"),
         ("q_proj|" * 50 + "v_proj", "is longer than 256 characters"),
     ],
 )
 def test_regexes_that_could_backtrack_for_ever_are_refused(
     base: BaseModelInfo, regex: str, needle: str
 ) -> None:
-    # Python's re holds the GIL and cannot be interrupted: one such regex would stall the app.
+    # Other backtracking shapes are matched by RE2 in linear time: test_lora_regex.py
     one(check(base, target_modules=regex), needle)
     assert needle in check(base, rank_pattern={regex: 8})[0]
 
