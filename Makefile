@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-LINT_PATHS ?= registry serving
+LINT_PATHS ?= cli registry serving workers
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
@@ -39,16 +39,19 @@ system-deps:
 	  echo "system-deps: postgresql and redis-server present"; \
 	fi
 
-# Whole suite against throwaway PostgreSQL, Redis and moto S3 servers; e.g. make test PYTEST_ARGS='-x -k upload'
-test: system-deps venv
+# Lint (ruff, mypy, import contracts), then the whole suite against throwaway PostgreSQL, Redis
+# and moto S3 servers; e.g. make test PYTEST_ARGS='-x -k upload'
+test: system-deps venv lint
 	$(PY) -m tests.services $(PYTEST_ARGS)
 
 demo: venv
 	$(VENV)/bin/loraplex demo
 
+# ruff, mypy (untyped defs disallowed) and the import contracts in pyproject.toml; part of `make test`.
 lint: venv
-	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff check $(LINT_PATHS) migrations bench tests
 	$(VENV)/bin/mypy $(LINT_PATHS)
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
