@@ -136,6 +136,7 @@ def up(
     engine: bool = typer.Option(True, "--engine/--no-engine", help="start the vLLM engine"),
 ) -> None:
     """Run the whole platform on this machine until Ctrl-C."""
+    from registry.auth.keys import load_audit_key, load_signing_keys
     from registry.logging import configure_logging
     from registry.migrate import upgrade
     from registry.settings import get_settings
@@ -146,6 +147,9 @@ def up(
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
+    # Keys before the children: they would otherwise race to create them on a first start.
+    load_signing_keys(settings)
+    load_audit_key(settings)
     env = {
         **os.environ,
         "LORAPLEX_HOME": str(home),
