@@ -112,12 +112,36 @@ def drift_delete(adapter: str, tenant: str = TenantOpt) -> None:
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Walk the audit hash chain; exit 1 if it is broken."""
+    """Walk the audit hash chain and check it against its newest anchor; exit 1 if broken."""
     out = Api.load().get("/v1/audit/verify")
+    lock = {True: "S3 Object Lock", False: "write-once, no Object Lock", None: "unknown"}
+    if out["anchors"]:
+        anchors = (
+            f"{out['anchors']} anchors, newest at seq {out['last_anchor_seq']} "
+            f"({lock[out['object_lock']]})"
+        )
+    else:
+        anchors = "no anchors yet (run `loraplex audit anchor`)"
+    legacy = f", {out['legacy_events']} unkeyed from before the key" if out["legacy_events"] else ""
     if out["ok"]:
-        typer.echo(f"audit chain intact: {out['events_checked']} events")
+        typer.echo(f"audit chain intact: {out['events_checked']} events{legacy}; {anchors}")
         return
     typer.secho(
-        f"audit chain BROKEN at seq {out['first_bad_seq']}: {out['reason']}", err=True, fg="red"
+        f"audit chain BROKEN at seq {out['first_bad_seq']}: {out['reason']} ({anchors})",
+        err=True,
+        fg="red",
     )
     raise typer.Exit(1)
+
+
+@audit_app.command("anchor")
+def audit_anchor() -> None:
+    """Anchor the audit chain's head in the object store now (write-once)."""
+    out = Api.load().post("/v1/audit/anchors")
+    lock = "locked by S3 Object Lock" if out["object_lock"] else "write-once, no Object Lock"
+    if out["created"]:
+        typer.echo(f"anchored seq {out['seq']} as {out['key']} ({lock})")
+    elif out["key"]:
+        typer.echo(f"already anchored: seq {out['seq']} ({out['key']})")
+    else:
+        typer.echo("nothing to anchor: the audit log is empty")

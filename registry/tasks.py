@@ -21,7 +21,8 @@ TRAIN = "loraplex.train"
 REAP = "loraplex.reap_jobs"
 SCHEDULE_TICK = "loraplex.schedules_tick"
 DRIFT = "loraplex.compute_drift"
-TASK_NAMES = (TRAIN, REAP, SCHEDULE_TICK, DRIFT)
+AUDIT_ANCHOR = "loraplex.audit_anchor"
+TASK_NAMES = (TRAIN, REAP, SCHEDULE_TICK, DRIFT, AUDIT_ANCHOR)
 QUEUES = {TRAIN: "training"}  # everything else: "default"
 
 
@@ -37,6 +38,8 @@ def periodic_tasks(settings: Settings) -> list[tuple[str, str, float]]:
     ]
     if settings.drift_interval_seconds:
         out.append(("compute-drift", DRIFT, float(settings.drift_interval_seconds)))
+    if settings.audit_anchor_interval_seconds:
+        out.append(("anchor-audit", AUDIT_ANCHOR, float(settings.audit_anchor_interval_seconds)))
     return out
 
 
@@ -54,6 +57,15 @@ class InProcessWork(Protocol):
     def close(self) -> None: ...
 
 
+# At most ~1.5 s of retries before a send is given up (and left to the reaper).
+SEND_RETRY_POLICY = {
+    "max_retries": 3,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 0.5,
+}
+
+
 class CeleryQueue:
     def __init__(self, settings: Settings) -> None:
         from celery import Celery
@@ -67,7 +79,26 @@ class CeleryQueue:
         self.app.conf.broker_transport_options = {"socket_timeout": 5}
 
     def send(self, name: str, args: Sequence[Any] = (), *, countdown: float = 0) -> None:
-        self.app.send_task(
-            name, args=list(args), queue=queue_of(name), countdown=countdown or None
-        )
+        """Publish, retrying briefly; a broker that stays down is logged, not raised.
+
+        Sends run after a commit (the row is the record): raising would turn a committed
+        request into an error. The reaper re-sends queued jobs whose message was lost. No
+        result is kept (`ignore_result`): with one, the send would first wait ~20 s on a
+        Redis result backend that is down.
+        """
+        from kombu.exceptions import OperationalError as BrokerError
+
+        try:
+            self.app.send_task(
+                name,
+                args=list(args),
+                queue=queue_of(name),
+                countdown=countdown or None,
+                ignore_result=True,
+                retry=True,
+                retry_policy=SEND_RETRY_POLICY,
+            )
+        except (BrokerError, OSError) as exc:
+            log.error("task.send_failed", task=name, args=[str(a) for a in args], error=repr(exc))
+            return
         log.info("task.sent", task=name, args=[str(a) for a in args])

@@ -4,10 +4,11 @@ so importing this module stays cheap."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from registry.tasks import DRIFT, REAP, SCHEDULE_TICK, TASK_NAMES, TRAIN
+from registry.tasks import AUDIT_ANCHOR, DRIFT, REAP, SCHEDULE_TICK, TASK_NAMES, TRAIN
 from workers.context import WorkerContext
 
 
@@ -36,8 +37,23 @@ def _drift(ctx: WorkerContext, args: Sequence[Any], host: str) -> object:
     return compute_drift(ctx)
 
 
+def _anchor(ctx: WorkerContext, args: Sequence[Any], host: str) -> object:
+    from registry.audit.service import audit
+
+    days = ctx.settings.audit_anchor_retention_days
+    with ctx.session() as session:
+        result = audit.anchor(session, store=ctx.store, retain_days=days)
+    return dataclasses.asdict(result)  # a Celery result is JSON
+
+
 Handler = Callable[[WorkerContext, Sequence[Any], str], object]
-TASKS: dict[str, Handler] = {TRAIN: _train, REAP: _reap, SCHEDULE_TICK: _tick, DRIFT: _drift}
+TASKS: dict[str, Handler] = {
+    TRAIN: _train,
+    REAP: _reap,
+    SCHEDULE_TICK: _tick,
+    DRIFT: _drift,
+    AUDIT_ANCHOR: _anchor,
+}
 if set(TASKS) != set(TASK_NAMES):  # a name sent by the registry that nothing would run
     raise RuntimeError(f"task table out of step with registry.tasks: {sorted(TASKS)}")
 

@@ -1,22 +1,23 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
-from registry.audit.schemas import AuditEventOut, AuditPage, VerifyOut
+from registry.audit.schemas import AnchorOut, AuditEventOut, AuditPage, VerifyOut
 from registry.audit.service import audit
 from registry.auth import scopes as sc
 from registry.auth.principal import Principal
 from registry.dependencies import SessionDep, require_scope
 from registry.errors import NotFound
 from registry.tenants.repository import TenantRepository
+from registry.validation_types import INT64_MAX, AwareDatetime
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 AuditRead = Annotated[Principal, Depends(require_scope(sc.AUDIT_READ))]
+AuditWrite = Annotated[Principal, Depends(require_scope(sc.AUDIT_WRITE))]
 
 
 @router.get("/events", response_model=AuditPage)
@@ -25,9 +26,9 @@ def list_events(
     session: SessionDep,
     tenant: Annotated[str | None, Query(description="tenant slug")] = None,
     action: str | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    after_seq: Annotated[int, Query(ge=0, description="cursor: next_after_seq")] = 0,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    after_seq: Annotated[int, Query(ge=0, le=INT64_MAX, description="cursor: next_after_seq")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     tenant_id = None
@@ -50,5 +51,16 @@ def list_events(
 
 
 @router.get("/verify", response_model=VerifyOut)
-def verify(principal: AuditRead, session: SessionDep) -> VerifyOut:
-    return VerifyOut(**dataclasses.asdict(audit.verify(session)))
+def verify(principal: AuditRead, session: SessionDep, request: Request) -> VerifyOut:
+    result = audit.verify(session, store=request.app.state.store)
+    return VerifyOut(**dataclasses.asdict(result))
+
+
+@router.post("/anchors", response_model=AnchorOut)
+def anchor(principal: AuditWrite, session: SessionDep, request: Request) -> AnchorOut:
+    """Anchor the chain's head in the object store now (beat also does, periodically)."""
+    settings = request.app.state.settings
+    result = audit.anchor(
+        session, store=request.app.state.store, retain_days=settings.audit_anchor_retention_days
+    )
+    return AnchorOut(**dataclasses.asdict(result))

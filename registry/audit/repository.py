@@ -21,6 +21,9 @@ class AuditRepository:
     def head(self) -> AuditChainHead:
         return self.session.execute(select(AuditChainHead)).scalar_one()
 
+    def get(self, seq: int) -> AuditEvent | None:
+        return self.session.get(AuditEvent, seq)
+
     def add(self, event: AuditEvent) -> None:
         self.session.add(event)
 

@@ -33,3 +33,15 @@ class VerifyOut(BaseModel):
     events_checked: int
     first_bad_seq: int | None
     reason: str | None
+    legacy_events: int  # unkeyed events from before the audit key existed
+    anchors: int
+    last_anchor_seq: int | None
+    object_lock: bool | None  # anchors locked by S3 Object Lock (None: could not tell)
+
+
+class AnchorOut(BaseModel):
+    created: bool  # False: the head was already anchored, or the chain is empty
+    seq: int
+    hash: str | None
+    key: str | None
+    object_lock: bool

@@ -21,6 +21,7 @@ TRAINING_WRITE = "training:write"
 RETRAINING_WRITE = "retraining:write"  # schedules and drift policies: ops
 INFERENCE = "inference"
 AUDIT_READ = "audit:read"
+AUDIT_WRITE = "audit:write"  # anchor the audit chain on demand: ops
 BASE_MODELS_READ = "base_models:read"
 BASE_MODELS_WRITE = "base_models:write"
 
@@ -36,6 +37,7 @@ ALL_SCOPES = frozenset(
         RETRAINING_WRITE,
         INFERENCE,
         AUDIT_READ,
+        AUDIT_WRITE,
         BASE_MODELS_READ,
         BASE_MODELS_WRITE,
     }

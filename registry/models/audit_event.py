@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import uuid
 from typing import Any
 
@@ -13,8 +14,17 @@ from registry.models.enums import Role, enum_column
 GENESIS_HASH = "0" * 64
 
 
+class HashScheme(enum.StrEnum):
+    """How an event's `hash` was computed. Events written before the key existed are SHA256;
+    verification accepts them only before the first HMAC event (no downgrade later on)."""
+
+    SHA256 = "sha256"
+    HMAC_SHA256 = "hmac-sha256"
+
+
 class AuditEvent(Base):
-    """One link of the hash chain. `seq` is gapless; `hash` covers every other column."""
+    """One link of the hash chain. `seq` is gapless; `hash` covers every other column but
+    `hash_scheme`, which says whether it is keyed (HMAC) or a legacy plain SHA-256."""
 
     __tablename__ = "audit_events"
 
@@ -29,6 +39,10 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    hash_scheme: Mapped[HashScheme] = mapped_column(
+        enum_column(HashScheme, column="hash_scheme", length=16),
+        server_default=HashScheme.SHA256.value,  # rows from before migration 0007
+    )
 
 
 class AuditChainHead(Base):

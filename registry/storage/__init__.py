@@ -1,6 +1,7 @@
 """Object storage for datasets and adapter artifacts: S3 or a local directory."""
 
 from registry.storage.base import (
+    ObjectExists,
     ObjectNotFound,
     ObjectStore,
     ObjectWriter,
@@ -15,6 +16,7 @@ from registry.storage.s3 import S3ObjectStore
 
 __all__ = [
     "LocalObjectStore",
+    "ObjectExists",
     "ObjectNotFound",
     "ObjectStore",
     "ObjectWriter",

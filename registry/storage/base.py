@@ -37,6 +37,10 @@ class StorageUnavailable(StorageError):
     """The store cannot be reached or used at all (connectivity, credentials, missing bucket)."""
 
 
+class ObjectExists(StorageError):
+    """`put_new` found an object already at the key (write-once objects are never replaced)."""
+
+
 def validate_key(key: str) -> str:
     """Return `key` if it is a safe relative key, else raise ValueError.
 
@@ -175,6 +179,18 @@ class ObjectStore(Protocol):
 
     def put_bytes(self, key: str, data: bytes) -> StoredObject:
         """Store `data` under `key`, replacing any existing object (atomically)."""
+        ...
+
+    def put_new(self, key: str, data: bytes, *, retain_days: int = 0) -> StoredObject:
+        """Store `data` under `key` only if no object is there, else raise ObjectExists.
+
+        Atomic: of two concurrent calls one wins. With `retain_days` and `object_lock()`,
+        the object is also locked (S3 Object Lock, COMPLIANCE mode) for that many days.
+        """
+        ...
+
+    def object_lock(self) -> bool:
+        """Whether `put_new` can lock objects against deletion (S3 bucket with Object Lock)."""
         ...
 
     def get_bytes(self, key: str) -> bytes: ...

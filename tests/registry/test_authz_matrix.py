@@ -178,6 +178,7 @@ ENDPOINTS = [
     ),
     Endpoint("GET", "/v1/audit/events", "audit"),
     Endpoint("GET", "/v1/audit/verify", "audit"),
+    Endpoint("POST", "/v1/audit/anchors", "ops_write"),
 ]
 
 

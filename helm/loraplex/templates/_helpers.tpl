@@ -177,6 +177,25 @@ checksum/secret: {{ toJson (list .root.Values.database .root.Values.broker .root
         path: jwt-private-key.pem
 {{- end -}}
 
+{{- define "loraplex.auditKeyPath" -}}/etc/loraplex/audit/audit-hmac.key{{- end -}}
+
+{{/* The audit chain's HMAC key: every process that writes audit events (registry, workers) */}}
+{{- define "loraplex.auditVolume" -}}
+- name: audit-key
+  secret:
+    secretName: {{ default (include "loraplex.secretName" .) .Values.audit.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ ternary .Values.audit.existingSecretKey "audit-hmac.key" (ne .Values.audit.existingSecret "") }}
+        path: audit-hmac.key
+{{- end -}}
+
+{{- define "loraplex.auditMount" -}}
+- name: audit-key
+  mountPath: /etc/loraplex/audit
+  readOnly: true
+{{- end -}}
+
 {{- define "loraplex.jwtMount" -}}
 - name: jwt
   mountPath: /etc/loraplex/jwt

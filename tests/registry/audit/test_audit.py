@@ -53,6 +53,10 @@ def test_every_mutation_is_chained_and_verifies(world: World) -> None:
         "events_checked": 5,
         "first_bad_seq": None,
         "reason": None,
+        "legacy_events": 0,
+        "anchors": 0,
+        "last_anchor_seq": None,
+        "object_lock": False,
     }
 
 

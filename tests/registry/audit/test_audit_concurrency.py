@@ -68,6 +68,10 @@ def test_concurrent_mutations_keep_the_audit_chain_gapless(live: LiveRegistry) -
         "events_checked": expected,
         "first_bad_seq": None,
         "reason": None,
+        "legacy_events": 0,
+        "anchors": 0,
+        "last_anchor_seq": None,
+        "object_lock": False,
     }
     events = page.json()["items"]
     assert [e["seq"] for e in events] == list(range(1, expected + 1))
