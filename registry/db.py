@@ -10,10 +10,14 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import structlog
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+log = structlog.get_logger(__name__)
+PG_CONNECT_TIMEOUT_S = 10  # a database that does not answer is an outage (503), not a hang
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -75,7 +79,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    # Pre-ping: a connection that died with the server (restart, failover) is replaced on
+    # checkout, so the process recovers by itself once the database is back.
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs["connect_args"] = {
+        "connect_timeout": PG_CONNECT_TIMEOUT_S,
+        **kwargs.get("connect_args", {}),
+    }
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     return create_engine(url, **kwargs)
@@ -86,7 +96,11 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:
-    """Run `callback` once the session's transaction has committed (never on rollback)."""
+    """Run `callback` once the session's transaction has committed (never on rollback).
+
+    The commit stands whatever the callback does: a callback that raises is logged and the
+    others still run. Sends registered here must therefore be recoverable from the committed
+    rows (a queued job whose message was lost is re-sent by the reaper)."""
     session.info.setdefault("after_commit", []).append(callback)
 
 
@@ -102,4 +116,7 @@ def run_unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
     finally:
         session.close()
     for callback in session.info.pop("after_commit", []):
-        callback()
+        try:
+            callback()
+        except Exception as exc:  # noqa: BLE001 - committed; a failed send is not a failure
+            log.error("after_commit.failed", error=type(exc).__name__, exc_info=exc)

@@ -3,10 +3,8 @@
 Run the suite against them:   python -m tests.services [pytest args...]
 Reuse them from a script:     pg = start_postgres(); ...; pg.stop()   (or `with running_services()`)
 
-Each service lives in its own temp dir, listens on a random free port on 127.0.0.1 and is
-stopped (and its temp dir removed) in `finally`, also on Ctrl-C and SIGTERM. The exit status
-is pytest's.
-"""
+Each service lives in its own temp dir on a random free 127.0.0.1 port and is stopped (temp dir
+removed) in `finally`, also on Ctrl-C and SIGTERM. The exit status is pytest's."""
 
 from __future__ import annotations
 
@@ -38,8 +36,7 @@ AWS_ENV = {
 
 def log(event: str, **fields: object) -> None:
     """One structured line (logfmt) per event, on stderr."""
-    parts = " ".join(f"{k}={v}" for k, v in fields.items())
-    print(f"[services] {event} {parts}", file=sys.stderr, flush=True)
+    print(f"[services] {event} " + " ".join(f"{k}={v}" for k, v in fields.items()), file=sys.stderr)
 
 
 @dataclass
@@ -177,11 +174,9 @@ def _start(
     return Service(name, url, env_var, proc.pid, time.monotonic() - t0, stop)
 
 
-def start_postgres(port: int | None = None) -> Service:
-    """initdb + `postgres` as our direct child (not via pg_ctl), so it can die with us."""
-    t0, port, bindir = time.monotonic(), port or free_port(), pg_bindir()
-    tmp = _mkdtemp("pg")
-    data = tmp / "data"
+def _initdb(kind: str = "pg") -> tuple[Path, dict[str, Any]]:
+    """A fresh cluster in a temp dir; returns (temp dir, Popen kwargs to run as its owner)."""
+    bindir, tmp = pg_bindir(), _mkdtemp(kind)
     as_pg: dict[str, Any] = {"cwd": tmp}
     if os.geteuid() == 0:  # initdb refuses root: run initdb and the server as `postgres`
         shutil.chown(tmp, "postgres", "postgres")
@@ -191,7 +186,7 @@ def start_postgres(port: int | None = None) -> Service:
             [
                 str(bindir / "initdb"),
                 "-D",
-                str(data),
+                str(tmp / "data"),
                 "-U",
                 "postgres",
                 "-A",
@@ -210,8 +205,15 @@ def start_postgres(port: int | None = None) -> Service:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return tmp, as_pg
+
+
+def _run_postgres(tmp: Path, port: int, as_pg: dict[str, Any], run_dir: Path, t0: float) -> Service:
+    """`postgres` on the cluster in `tmp`; its stop() removes `run_dir` (the data stays if
+    `run_dir` is not `tmp`)."""
+    data = tmp / "data"
     cmd = [
-        str(bindir / "postgres"),
+        str(pg_bindir() / "postgres"),
         "-D",
         str(data),
         "-c",
@@ -232,12 +234,19 @@ def start_postgres(port: int | None = None) -> Service:
         "LORAPLEX_TEST_PG_URL",
         url,
         cmd,
-        tmp,
+        run_dir,
         lambda: _pg_ready(data),
         t0,
         (signal.SIGINT, signal.SIGQUIT),
         **as_pg,
     )
+
+
+def start_postgres(port: int | None = None) -> Service:
+    """initdb + `postgres` as our direct child (not via pg_ctl), so it can die with us."""
+    t0, port = time.monotonic(), port or free_port()
+    tmp, as_pg = _initdb()
+    return _run_postgres(tmp, port, as_pg, tmp, t0)
 
 
 def _redis_pong(port: int) -> bool:

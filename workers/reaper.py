@@ -27,7 +27,7 @@ def _sender(ctx: WorkerContext, job_id: str) -> Callable[[], None]:
 
 def reap(ctx: WorkerContext, *, now: dt.datetime | None = None) -> dict[str, int]:
     now = now or utcnow()
-    stale_after = dt.timedelta(seconds=max(600, 10 * ctx.settings.job_lease_seconds))
+    stale_after = dt.timedelta(seconds=ctx.settings.job_resend_seconds)
     with ctx.session() as session:
         reaped = lifecycle.reap(session, now=now)
         stale = lifecycle.stale_queued(session, older_than=now - stale_after)

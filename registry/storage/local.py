@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import BinaryIO
 
 from registry.storage.base import (
     TMP_PREFIX,
+    ObjectExists,
     ObjectNotFound,
     ObjectWriter,
     StorageError,
@@ -20,6 +22,9 @@ from registry.storage.base import (
     validate_key,
     validate_prefix,
 )
+
+# The disk or mount is unusable (full, read-only, I/O or network-filesystem failure).
+_OUTAGE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.ESTALE, errno.ENOTCONN}
 
 
 @contextmanager
@@ -31,7 +36,8 @@ def _translate(what: str, *, missing: bool = True) -> Iterator[None]:
     except _missing as e:
         raise ObjectNotFound(f"{what}: no such object") from e
     except OSError as e:
-        raise StorageError(f"{what}: {e}") from e
+        error = StorageUnavailable if e.errno in _OUTAGE else StorageError
+        raise error(f"{what}: {e}") from e
 
 
 def _fsync_dir(path: str) -> None:
@@ -74,6 +80,32 @@ class LocalObjectStore:
         with LocalObjectWriter(self, replace=True) as w:
             w.write(data)
             return w.commit(key)
+
+    def put_new(self, key: str, data: bytes, *, retain_days: int = 0) -> StoredObject:
+        """Write a temporary file, then hard-link it into place: the link fails if the key
+        exists, and readers never see a partial file. Read-only afterwards (no lock here)."""
+        final = self.path(validate_destination(key))
+        self._check_root()
+        with LocalObjectWriter(self) as w:
+            w.write(data)
+            digest = w.sha256
+            tmp = w._detach()
+        try:
+            with _translate(f"put {key}", missing=False):
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.chmod(tmp, 0o444)
+                try:
+                    os.link(tmp, final)
+                except FileExistsError:
+                    raise ObjectExists(f"put {key}: an object already exists there") from None
+                _fsync_dir(os.path.dirname(final))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+        return StoredObject(key=key, sha256=digest, size=len(data))
+
+    def object_lock(self) -> bool:
+        return False
 
     def get_bytes(self, key: str) -> bytes:
         path = self.path(key)
@@ -163,6 +195,19 @@ class LocalObjectWriter(ObjectWriter):
             os.makedirs(parent, exist_ok=True)
             os.replace(self._tmp_path, final)
             _fsync_dir(parent)
+
+    def _detach(self) -> str:
+        """Fsync and close the temporary file and hand it over to the caller (`put_new`)."""
+        self._check_open()
+        if self._file is None:
+            raise RuntimeError("the temporary file is not open")
+        with _translate("flush temporary file", missing=False):
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        self._file = None
+        self._state = "committed"
+        return self._tmp_path
 
     def _abort(self) -> None:
         if self._file is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import logging
 import threading
@@ -20,6 +21,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from registry.storage.base import (
     TMP_PREFIX,
+    ObjectExists,
     ObjectNotFound,
     ObjectWriter,
     StorageError,
@@ -34,6 +36,9 @@ MIN_PART_SIZE = 5 << 20  # S3's minimum for every part but the last
 MAX_PART_SIZE = 5 << 30
 MAX_PARTS = 10_000
 _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+# A conditional put lost: the object exists (412), or a concurrent conditional put won (409).
+_EXISTS = ("PreconditionFailed", "412", "ConditionalRequestConflict")
+_OUTAGE = ("InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "500", "503")
 _UNUSABLE = ("NoSuchBucket", "403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 
 log = logging.getLogger(__name__)
@@ -66,9 +71,14 @@ def _translate(what: str, *, ignore: tuple[str, ...] = ()) -> Iterator[None]:
         code = str(e.response.get("Error", {}).get("Code", ""))
         if code in ignore:
             return
+        if code in _EXISTS:
+            raise ObjectExists(f"{what}: an object already exists there") from e
         if code in _NOT_FOUND:
             raise ObjectNotFound(f"{what}: no such object") from e
-        error = StorageUnavailable if code in _UNUSABLE else StorageError
+        status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        # 5xx (after botocore's retries) and throttling: the store is down, not our request.
+        unusable = code in _UNUSABLE or code in _OUTAGE or status >= 500
+        error = StorageUnavailable if unusable else StorageError
         raise error(f"{what}: {code} {e.response['Error'].get('Message', '')}".strip()) from e
     except (BotoConnectionError, HTTPClientError, NoCredentialsError) as e:
         raise StorageUnavailable(f"{what}: {e}") from e
@@ -119,6 +129,7 @@ class S3ObjectStore:
         # Flexible checksums, unless turned off (AWS_REQUEST_CHECKSUM_CALCULATION=when_required)
         # for S3-compatible servers that do not support them.
         self.checksums = self.client.meta.config.request_checksum_calculation == "when_supported"
+        self._object_lock: bool | None = None  # the bucket's setting, read once
         # Server-side copies up to the threshold are one CopyObject, larger ones multipart.
         self.copy_config = TransferConfig(
             multipart_threshold=1 << 30, multipart_chunksize=256 << 20
@@ -135,6 +146,34 @@ class S3ObjectStore:
         digest = hashlib.sha256(data).digest()
         self._put(name, data, digest)
         return StoredObject(key=key, sha256=digest.hex(), size=len(data))
+
+    def put_new(self, key: str, data: bytes, *, retain_days: int = 0) -> StoredObject:
+        """A conditional PUT (`If-None-Match: *`): S3 refuses it with 412 if the key exists."""
+        name = self.prefix + validate_destination(key)
+        digest = hashlib.sha256(data).digest()
+        # Content-MD5 too: Object Lock puts need it (or an SDK checksum-algorithm header).
+        md5 = hashlib.md5(data, usedforsecurity=False).digest()
+        extra: dict[str, Any] = {"IfNoneMatch": "*", "ContentMD5": base64.b64encode(md5).decode()}
+        if self.checksums:
+            extra["ChecksumSHA256"] = base64.b64encode(digest).decode()
+        if retain_days and self.object_lock():
+            until = dt.datetime.now(dt.UTC) + dt.timedelta(days=retain_days)
+            extra |= {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": until}
+        with _translate(f"put {self.bucket}/{name}"):
+            self.client.put_object(Bucket=self.bucket, Key=name, Body=data, **extra)
+        return StoredObject(key=key, sha256=digest.hex(), size=len(data))
+
+    def object_lock(self) -> bool:
+        if self._object_lock is None:
+            conf: dict[str, Any] = {}
+            # No configuration: no lock. Servers without the API, or a role without the
+            # permission to read it: say no lock (the anchors are then write-once only).
+            no_lock = ("ObjectLockConfigurationNotFoundError", "NotImplemented", "AccessDenied")
+            with _translate(f"get object lock configuration of {self.bucket}", ignore=no_lock):
+                conf = self.client.get_object_lock_configuration(Bucket=self.bucket)
+            enabled = conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+            self._object_lock = enabled == "Enabled"
+        return self._object_lock
 
     def _put(self, name: str, data: bytes | bytearray, sha256: bytes) -> None:
         extra = {"ChecksumSHA256": base64.b64encode(sha256).decode()} if self.checksums else {}
