@@ -6,6 +6,7 @@ helm comes from a PyPI package (tests/helm_tool.py); if it cannot be had, these 
 
 from __future__ import annotations
 
+import base64
 import functools
 import subprocess
 import sys
@@ -172,6 +173,50 @@ def test_default_objects(render: Any) -> None:
     assert config["LORAPLEX_ENGINE_URL"] == f"http://{RELEASE}-loraplex-engine:8100"
 
 
+def test_gateway_metrics_are_internal(render: Any) -> None:
+    """/metrics names tenants: its port is in the internal metrics Service only."""
+    docs = render()
+    c = container(one(docs, "Deployment", "gateway"))
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "metrics": 9464}
+    env = env_of(c)
+    assert env["LORAPLEX_GATEWAY_METRICS_PORT"] == "9464"
+    assert env["LORAPLEX_GATEWAY_METRICS_HOST"] == "0.0.0.0"
+    assert c["readinessProbe"]["httpGet"]["port"] == "http"  # probes stay on the tenant port
+    tenant_facing = one(docs, "Service", "gateway")
+    assert [p["targetPort"] for p in tenant_facing["spec"]["ports"]] == ["http"]
+    internal = one(docs, "Service", "gateway-metrics")
+    assert internal["spec"]["type"] == "ClusterIP"
+    assert [p["targetPort"] for p in internal["spec"]["ports"]] == ["metrics"]
+    assert internal["spec"]["selector"] == tenant_facing["spec"]["selector"]
+    notes = internal["metadata"]["annotations"]
+    assert notes["prometheus.io/port"] == "9464" and notes["prometheus.io/scrape"] == "true"
+
+
+def test_audit_key_reaches_every_audit_writer(render: Any) -> None:
+    """Production refuses to start without LORAPLEX_AUDIT_KEY_FILE: every process gets the path,
+    the ones that write audit events (registry, workers) get the key mounted there."""
+    docs = render()
+    own = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    path = own["ConfigMap", f"{RELEASE}-loraplex"]["data"]["LORAPLEX_AUDIT_KEY_FILE"]
+    secret = own["Secret", f"{RELEASE}-loraplex"]  # the chart's own: generated, kept on upgrade
+    assert len(base64.b64decode(secret["data"]["audit-hmac.key"])) >= 32
+    for component in ("registry", "worker-training", "worker-default"):
+        deployment = one(docs, "Deployment", component)
+        mounts = {m["name"]: m["mountPath"] for m in container(deployment)["volumeMounts"]}
+        assert path.startswith(mounts["audit-key"] + "/"), component
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["audit-key"]["secret"]["items"][0]["path"] == path.rsplit("/", 1)[1]
+    for component in ("gateway", "engine"):  # they write no audit events: no key for them
+        assert "audit-key" not in str(one(docs, "Deployment", component)["spec"])
+    assert env_of(container(one(docs, "Job", "migrations")))["LORAPLEX_AUDIT_KEY_FILE"] == path
+    external = render("-f", str(GPU_VALUES))
+    volume = [
+        v for v in one(external, "Deployment", "registry")["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "audit-key"
+    ]
+    assert volume[0]["secret"]["secretName"] == "loraplex-audit"
+
+
 def test_migration_hook(render: Any) -> None:
     docs = render()
     job = one(docs, "Job", "migrations")
@@ -228,6 +273,7 @@ def test_gateway_replicas_without_autoscaler(render: Any) -> None:
         ("objectStore.url=file:///data", "/objectStore/url"),
         ("engine.gpu.count=0", "/engine/gpu/count"),
         ("registry.replica=3", "additional properties 'replica'"),
+        ("gateway.workers=2", "/gateway/workers"),  # one process owns the metrics port
     ],
 )
 def test_schema_rejects(helm: Path, helm_home: Path, override: str, message: str) -> None:

@@ -33,11 +33,11 @@ def bench_gateway(
         for n in streams:
             for path in paths if rep % 2 == 0 else reversed(paths):  # alternate the order
                 url, headers, body = paths[path]
-                m0 = hist(stack.gateway_url, OVERHEAD, ("0.001", "0.002"))
+                m0 = hist(stack.gateway_metrics_url, OVERHEAD, ("0.001", "0.002"))
                 cpu0 = (cpu_s(gateway_pid), cpu_s(engine_pid, tree=True), time.process_time())
                 r = asyncio.run(closed_loop(url, headers, body, n, seconds, warmup=0.5))
                 cpu1 = (cpu_s(gateway_pid), cpu_s(engine_pid, tree=True), time.process_time())
-                m1 = hist(stack.gateway_url, OVERHEAD, ("0.001", "0.002"))
+                m1 = hist(stack.gateway_metrics_url, OVERHEAD, ("0.001", "0.002"))
                 r["gateway_cpu_ms_per_req"] = (cpu1[0] - cpu0[0]) * 1e3 / r.pop("sent")
                 r["engine_cpu_cores"] = (cpu1[1] - cpu0[1]) / (seconds + 0.5)
                 r["loadgen_cpu_cores"] = (cpu1[2] - cpu0[2]) / (seconds + 0.5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -15,6 +17,7 @@ class GatewayError(Exception):
         type_: str,
         code: str | None = None,
         param: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -22,10 +25,13 @@ class GatewayError(Exception):
         self.type = type_
         self.code = code
         self.param = param
+        self.headers = headers or {}
 
     def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
         body = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
-        return JSONResponse({"error": body}, status_code=self.status, headers=headers)
+        return JSONResponse(
+            {"error": body}, status_code=self.status, headers={**self.headers, **(headers or {})}
+        )
 
 
 def bad_request(message: str, param: str | None = None) -> GatewayError:
@@ -51,12 +57,22 @@ def model_not_found(model: str, why: str = "") -> GatewayError:
     )
 
 
-def rate_limited(retry_after: float) -> GatewayError:
+def too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"Request body over {limit} bytes.", type_="invalid_request_error")
+
+
+def rate_limited(
+    retry_after: float,
+    what: str = "Rate limit reached for your tenant",
+    code: str = "rate_limit_exceeded",
+) -> GatewayError:
+    """429 with Retry-After (whole seconds, at least 1)."""
     return GatewayError(
         429,
-        f"Rate limit reached for your tenant; retry in {retry_after:.2f}s.",
+        f"{what}; retry in {retry_after:.2f}s.",
         type_="rate_limit_error",
-        code="rate_limit_exceeded",
+        code=code,
+        headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
     )
 
 
@@ -68,9 +84,6 @@ def install(app: FastAPI) -> None:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         if not isinstance(exc, GatewayError):  # only registered for GatewayError
             raise exc
-        headers = {}
-        if exc.status == 429:
-            headers["Retry-After"] = "1"
-        return exc.response(headers)
+        return exc.response()
 
     app.add_exception_handler(GatewayError, handle)

@@ -142,12 +142,14 @@ class ServingStack:
                 self.http.post(f"/v1/tenants/{slug}/clients", json={}, headers=self.ops)
             )
             self.tokens[slug] = live.bearer(client["client_id"], client["client_secret"])
-        engine_port, gateway_port = free_port(), free_port()
+        engine_port, gateway_port, metrics_port = free_port(), free_port(), free_port()
         self.engine_url = f"http://127.0.0.1:{engine_port}"
         self.gateway_url = f"http://127.0.0.1:{gateway_port}"
+        self.gateway_metrics_url = f"http://127.0.0.1:{metrics_port}"  # internal port only
         self.env = {
             **live.env,
             "LORAPLEX_ENGINE_PORT": str(engine_port),
+            "LORAPLEX_GATEWAY_METRICS_PORT": str(metrics_port),
             "LORAPLEX_ENGINE_DTYPE": "float32",
             "LORAPLEX_ENGINE_MAX_LORAS": "2",  # small: slot -1 is soon a loaded adapter
             "LORAPLEX_ENGINE_MAX_MODEL_LEN": "1024",

@@ -126,7 +126,8 @@ def test_prompts_are_sampled_to_the_traffic_log_unless_the_tenant_opts_out(
 
 def test_metrics_on_gateway_and_engine(serving: ServingStack) -> None:
     serving.openai("acme").completions.create(model="orders", prompt=PROMPT, max_tokens=4)
-    gateway = httpx.get(f"{serving.gateway_url}/metrics", trust_env=False).text
+    assert httpx.get(f"{serving.gateway_url}/metrics", trust_env=False).status_code == 404
+    gateway = httpx.get(f"{serving.gateway_metrics_url}/metrics", trust_env=False).text
     labels = {"tenant": "acme", "adapter": "orders", "version": "v1"}
     assert _metric(gateway, "loraplex_gateway_requests_total", **labels, status="200") >= 1
     assert _metric(gateway, "loraplex_gateway_tokens_total", **labels, kind="completion") >= 1
@@ -157,6 +158,7 @@ def test_rate_limit_answers_429_per_tenant(serving: ServingStack) -> None:
         **serving.env,
         "LORAPLEX_GATEWAY_RATE_LIMIT_RPS": "0.2",
         "LORAPLEX_GATEWAY_RATE_LIMIT_BURST": "2",
+        "LORAPLEX_GATEWAY_METRICS_PORT": str(free_port()),  # the stack's gateway holds its own
     }
     gw = Service(
         "gateway-limited",
