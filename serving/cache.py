@@ -6,8 +6,11 @@ Contract:
   names. A folder under its final name is complete: it is written as `root/.tmp-<key>-<random>/`
   and `os.rename`d into place, and it is moved aside to `root/.evicted-<key>-<random>/` before it
   is deleted, so a crash never leaves a partial `root/<key>/`.
-* `get(key, files, read)` returns `(folder, hit)`. A hit is an indexed entry whose files all exist
-  with their expected sizes (checked on every hit; a broken entry is dropped and fetched again).
+* `get(key, files, read)` returns `(folder, hit)`. A hit is an indexed entry whose files match
+  the spec's sha256. Each folder is hashed once: when fetched (as the bytes arrive) or, for one
+  adopted at start-up or revived, on its first use; the files' stamp (size, mtime, ctime, inode)
+  is kept, and a later hit with another stamp is hashed again. A broken entry is dropped and
+  fetched again.
   A miss streams each file from `read(name)` into the temporary folder, checks its sha256 and size
   against the spec (`DigestMismatch`, nothing left on disk) and admits it. A version larger than
   the whole bound raises `CacheTooSmall` before anything is read.
@@ -43,7 +46,9 @@ from serving.cache_eviction import LruLedger
 from serving.cache_fetch import DigestMismatch, fetch_version
 from serving.cache_layout import (
     FileSpec,
-    files_intact,
+    Stamp,
+    digests_match,
+    file_stamp,
     folder_bytes,
     move_aside,
     refresh_mtime,
@@ -96,6 +101,7 @@ class AdapterCache:
             metrics=self._metrics,
         )
         self._key_locks: dict[str, _KeyLock] = {}
+        self._verified: dict[str, Stamp] = {}  # key -> stamp of the files when last hashed
         self.root.mkdir(parents=True, exist_ok=True)
         self._scan()
 
@@ -131,6 +137,10 @@ class AdapterCache:
             seconds = time.perf_counter() - start
             self._metrics.fetch_seconds.observe(seconds)
             log.info("resolver.cache.fetched", key=key, bytes=size, seconds=round(seconds, 3))
+            stamp = file_stamp(folder, files)
+            with self._lock:
+                if stamp is not None:
+                    self._verified[key] = stamp
             self._ledger.admit(key, size)
             return folder, False
 
@@ -159,16 +169,39 @@ class AdapterCache:
 
     # -- lookups ------------------------------------------------------------------------------
 
+    def _verify(self, key: str, files: Sequence[FileSpec]) -> bool:
+        """True when `root/<key>` matches `files`: by its stamp when that is the one last
+        verified, else by hashing it (outside the index lock; the caller holds the key lock)."""
+        folder = self.root / key
+        stamp = file_stamp(folder, files)
+        if stamp is None:
+            return False
+        with self._lock:
+            if self._verified.get(key) == stamp:
+                return True
+        # Re-stat after hashing: a file changed meanwhile is not the one that was hashed.
+        if not digests_match(folder, files) or file_stamp(folder, files) != stamp:
+            return False
+        with self._lock:
+            self._verified[key] = stamp
+        log.info("resolver.cache.verified", key=key)
+        return True
+
     def _take_hit(self, key: str, files: Sequence[FileSpec]) -> bool:
-        """True (and marked most recently used) when `key` is indexed and intact; a broken entry
-        is dropped from the index and its folder deleted."""
+        """True (and marked most recently used) when `key` is indexed and verified; a broken
+        entry is dropped from the index and its folder deleted."""
         with self._lock:
             if key not in self._ledger.index:
                 return False
-            if files_intact(self.root / key, files):
+        intact = self._verify(key, files)
+        with self._lock:
+            if key not in self._ledger.index:
+                return False  # evicted meanwhile: `_revive` or a fetch takes over
+            if intact:
                 self._ledger.index.move_to_end(key)
                 return True
             self._ledger.forget_locked(key)
+            self._verified.pop(key, None)
             moved = move_aside(self.root, key)
         log.warning("resolver.cache.corrupt", key=key)
         if moved is not None:
@@ -180,14 +213,13 @@ class AdapterCache:
         with self._lock:
             if not self._ledger.take_back_locked(key):
                 return False
-            if not files_intact(self.root / key, files):
+        if not self._verify(key, files):
+            with self._lock:
+                self._verified.pop(key, None)
                 moved = move_aside(self.root, key)
-                intact = False
-            else:
-                moved, intact = None, True
-        if moved is not None:
-            rmtree(moved)
-        if not intact:
+            log.warning("resolver.cache.corrupt", key=key)
+            if moved is not None:
+                rmtree(moved)
             return False
         log.info("resolver.cache.revive", key=key)
         self._ledger.admit(key, folder_bytes(self.root / key))
@@ -196,6 +228,7 @@ class AdapterCache:
     def _discard(self, key: str) -> None:
         # Not indexed and not pending deletion, yet present: not ours to trust.
         with self._lock:
+            self._verified.pop(key, None)
             moved = move_aside(self.root, key)
         if moved is not None:
             rmtree(moved)

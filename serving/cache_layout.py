@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -71,15 +72,37 @@ def folder_bytes(folder: Path) -> int:
     return total
 
 
-def files_intact(folder: Path, files: Sequence[FileSpec]) -> bool:
-    """Every file exists as a regular file with its expected size (digests are checked on
-    download only)."""
+# Per file (size, mtime_ns, ctime_ns, inode): any write, truncation, replacement or utime changes
+# it (ctime cannot be set back by a user), so an unchanged stamp means unchanged bytes.
+Stamp = tuple[tuple[int, int, int, int], ...]
+
+
+def file_stamp(folder: Path, files: Sequence[FileSpec]) -> Stamp | None:
+    """The files' stamp; None when one is missing, not a regular file or of the wrong size."""
+    stamp = []
     for spec in files:
         try:
-            st = (folder / spec.name).stat()
+            st = os.lstat(folder / spec.name)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode) or st.st_size != spec.size:
+            return None
+        stamp.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return tuple(stamp)
+
+
+def digests_match(folder: Path, files: Sequence[FileSpec]) -> bool:
+    """Every file hashes to its expected sha256 (read in 1 MiB chunks)."""
+    for spec in files:
+        digest = hashlib.sha256()
+        try:
+            with open(folder / spec.name, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
         except OSError:
             return False
-        if not stat.S_ISREG(st.st_mode) or st.st_size != spec.size:
+        if digest.hexdigest() != spec.sha256.lower():
+            log.warning("resolver.cache.tampered", folder=str(folder), file=spec.name)
             return False
     return True
 

@@ -3,8 +3,15 @@
 vLLM calls `resolve_lora(base, name)` once per unknown name. We look the version up in the
 registry's database (the manifest there, not the one in the bucket, is the reference), fetch its
 files through the byte-bounded `AdapterCache` (sha256 checked file by file before the folder is
-renamed into place) and only then return a `LoRARequest`. Refusals raise `AdapterRefused`,
-which vLLM answers as an error naming the reason; nothing unverified is ever handed to it.
+renamed into place) and only then return a `LoRARequest`. Refusals raise `AdapterRefused`;
+nothing unverified is ever handed to vLLM.
+
+How vLLM hears "refused": returning None would make it answer 404 "model does not exist", and
+any plain exception escapes its request handler as a 500 after which uvicorn closes the
+keep-alive connection (the next request on it fails). So the vLLM-facing resolver raises
+`vllm.exceptions.GracefulHTTPError` with status 503: vLLM's registered `VLLMError` handler turns
+it into a clean `{"error": {...}}` 503 naming the reason, and the connection stays open. A
+failure of a dependency (database, object store) is a 503 too, with a generic message.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -26,7 +34,7 @@ from registry.db import make_engine, make_sessionmaker
 from registry.models import AdapterVersion, BaseModel
 from registry.settings import Settings
 from registry.storage import ObjectStore
-from serving.cache import AdapterCache, CacheMetrics, DigestMismatch, FileSpec
+from serving.cache import AdapterCache, CacheMetrics, CacheTooSmall, DigestMismatch, FileSpec
 from serving.names import lora_int_id, parse_engine_name
 
 log = structlog.get_logger(__name__)
@@ -112,6 +120,10 @@ class RegistryResolver:
                 "resolver.refused", engine_name=name, reason="digest_mismatch", error=str(exc)
             )
             raise AdapterRefused(f"refusing {name}: {exc}") from exc
+        except CacheTooSmall as exc:
+            RESOLVES.labels("too_large").inc()
+            log.error("resolver.refused", engine_name=name, reason="too_large", error=str(exc))
+            raise AdapterRefused(f"refusing {name}: {exc}") from exc
         except AdapterRefused as exc:
             RESOLVES.labels("refused").inc()
             log.warning("resolver.refused", engine_name=name, reason=str(exc))
@@ -164,6 +176,7 @@ def build_resolver(settings: Settings) -> RegistryResolver:
 
 def make_vllm_resolver(settings: Settings) -> Any:
     """The `vllm.lora.resolver.LoRAResolver` subclass, built lazily on first use."""
+    from vllm.exceptions import GracefulHTTPError
     from vllm.lora.request import LoRARequest
     from vllm.lora.resolver import LoRAResolver
 
@@ -179,7 +192,15 @@ def make_vllm_resolver(settings: Settings) -> Any:
                 return self._inner
 
         async def resolve_lora(self, base_model_name: str, lora_name: str) -> LoRARequest | None:
-            found = await asyncio.to_thread(lambda: self.inner().resolve(lora_name))
+            try:
+                found = await asyncio.to_thread(lambda: self.inner().resolve(lora_name))
+            except AdapterRefused as exc:
+                raise GracefulHTTPError(str(exc), HTTPStatus.SERVICE_UNAVAILABLE) from exc
+            except Exception as exc:
+                RESOLVES.labels("error").inc()
+                log.exception("resolver.failed", engine_name=lora_name)
+                message = f"{lora_name} could not be fetched ({type(exc).__name__}); retry shortly"
+                raise GracefulHTTPError(message, HTTPStatus.SERVICE_UNAVAILABLE) from exc
             if found is None:
                 return None
             path, int_id, _ = found

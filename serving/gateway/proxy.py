@@ -3,6 +3,11 @@
 For streams the gateway asks the engine for a final usage event (`stream_options.include_usage`)
 so every request's tokens are recorded; when the caller did not ask for it, that one event is
 taken out again, so the caller receives exactly the stream it would have received directly.
+
+A request whose connection failed before the response head arrived (refused, or closed/reset
+before any status line: typically a pooled keep-alive connection the engine had closed) never
+reached generation, so it is sent once more, on a fresh connection. Nothing else is replayed: not
+a timeout, not a response cut after its head (the engine may have started generating).
 """
 
 from __future__ import annotations
@@ -15,6 +20,12 @@ from typing import Any
 
 import httpx
 import orjson
+import structlog
+
+log = structlog.get_logger(__name__)
+
+# Raised by `send` before a response head: the engine cannot have started on the request.
+NOT_STARTED = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 @dataclass
@@ -48,9 +59,29 @@ class EngineClient:
             timeout=httpx.Timeout(timeout, connect=5.0),
             limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
         )
+        # The retry path: every request on a new connection, closed after its response.
+        self.fresh = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=0),
+        )
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.fresh.aclose()
+
+    async def _send(self, path: str, body: dict[str, Any], request_id: str) -> httpx.Response:
+        """POSTs `body` and returns the response once its head arrived (body not yet read)."""
+        headers = {"content-type": "application/json", "x-request-id": request_id}
+        content = orjson.dumps(body)
+        try:
+            req = self.http.build_request("POST", path, content=content, headers=headers)
+            return await self.http.send(req, stream=True)
+        except NOT_STARTED as exc:
+            log.info("gateway.engine_retry", request_id=request_id, error=repr(exc))
+        req = self.fresh.build_request("POST", path, content=content, headers=headers)
+        return await self.fresh.send(req, stream=True)
 
     async def healthy(self) -> bool:
         try:
@@ -62,19 +93,19 @@ class EngineClient:
         self, path: str, body: dict[str, Any], request_id: str, out: Outcome
     ) -> tuple[int, bytes]:
         started = time.perf_counter()
-        r = await self.http.post(
-            path,
-            content=orjson.dumps(body),
-            headers={"content-type": "application/json", "x-request-id": request_id},
-        )
+        r = await self._send(path, body, request_id)
+        try:
+            content = await r.aread()
+        finally:
+            await r.aclose()
         out.first_byte_s = time.perf_counter() - started
         out.status = r.status_code
         if r.status_code == 200:
             with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
-                out.take_usage(orjson.loads(r.content).get("usage"))
+                out.take_usage(orjson.loads(content).get("usage"))
         else:
-            out.engine_error = engine_error_message(r.content)
-        return r.status_code, r.content
+            out.engine_error = engine_error_message(content)
+        return r.status_code, content
 
     async def open_stream(
         self, path: str, body: dict[str, Any], request_id: str, out: Outcome
@@ -85,13 +116,7 @@ class EngineClient:
         if not caller_wants_usage:
             body = {**body, "stream_options": {**(options or {}), "include_usage": True}}
         started = time.perf_counter()
-        req = self.http.build_request(
-            "POST",
-            path,
-            content=orjson.dumps(body),
-            headers={"content-type": "application/json", "x-request-id": request_id},
-        )
-        r = await self.http.send(req, stream=True)
+        r = await self._send(path, body, request_id)
         out.status = r.status_code
         out.extra["started"] = started
         if r.status_code != 200:
