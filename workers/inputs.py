@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,15 +73,33 @@ def load_inputs(session: Session, job: TrainingJob) -> JobInputs:
 
 
 def read_rows(store: ObjectStore, dataset: Dataset) -> list[dict[str, Any]]:
-    """The dataset's rows, after checking the stored bytes against the registered digest."""
-    data = store.get_bytes(dataset.object_key)
-    got = hashlib.sha256(data).hexdigest()
+    """The dataset's rows, after checking the stored bytes against the registered digest.
+
+    Streamed: only one chunk and the parsed rows are held, never the file's bytes as well.
+    """
+    return list(iter_rows(store, dataset))
+
+
+def iter_rows(store: ObjectStore, dataset: Dataset) -> Iterator[dict[str, Any]]:
+    """Parsed rows as the file streams in; raises `DigestMismatch` at the end if it differs,
+    so a caller must consume every row before using any."""
+    digest = hashlib.sha256()
+    tail = b""
+    for chunk in store.iter_chunks(dataset.object_key):
+        digest.update(chunk)
+        lines = (tail + chunk).split(b"\n")
+        tail = lines.pop()
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
+    if tail.strip():
+        yield json.loads(tail)
+    got = digest.hexdigest()
     if got != dataset.sha256:
         raise DigestMismatch(
             f"dataset {dataset.name} v{dataset.version}: stored sha256 {got}, "
             f"registered {dataset.sha256}"
         )
-    return [json.loads(line) for line in data.splitlines() if line.strip()]
 
 
 def rows_digest(rows: list[dict[str, Any]]) -> str:

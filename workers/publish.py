@@ -27,7 +27,7 @@ def library_versions() -> dict[str, str]:
 def check_adapter(folder: Path, inputs: JobInputs, settings: Settings) -> None:
     """The same checks an uploaded adapter gets: a trained one must pass them too."""
     config = parse_adapter_config((folder / CONFIG_FILE).read_bytes())
-    reader = HeaderReader(name=WEIGHTS_FILE)
+    reader = HeaderReader(settings.adapter_max_header_bytes, name=WEIGHTS_FILE)
     with open(folder / WEIGHTS_FILE, "rb") as f:
         while chunk := f.read(1 << 20):
             reader.feed(chunk)

@@ -21,11 +21,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_MAX_HEADER_BYTES = 100 << 20
+DEFAULT_MAX_HEADER_BYTES = 100 << 20  # the format's own limit (the reference reader's)
+# What a LoRA adapter needs: rank 64 on 7 projections of 80 layers is ~1,100 tensors at ~120
+# bytes each (~130 KB). Parsing runs in Python (~0.6 s and ~12 MB per MB of header), so the
+# default reader refuses more; uploads pass `Settings.adapter_max_header_bytes`.
+ADAPTER_MAX_HEADER_BYTES = 1 << 20
 
 # dtype -> size in bits (the sub-byte float formats are packed).
 DTYPE_BITS: dict[str, int] = {
     "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
+    "F8_E5M2FNUZ": 8, "F8_E4M3FNUZ": 8,  # written by the safetensors library too
     "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
     "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
     "I32": 32, "U32": 32, "F32": 32,
@@ -75,7 +80,7 @@ class HeaderReader:
 
     def __init__(
         self,
-        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        max_header_bytes: int = ADAPTER_MAX_HEADER_BYTES,
         *,
         name: str = "safetensors file",
         file_size: int | None = None,
@@ -167,7 +172,10 @@ class HeaderReader:
 
 
 def parse_header(
-    data: bytes, *, name: str = "safetensors file", max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    data: bytes,
+    *,
+    name: str = "safetensors file",
+    max_header_bytes: int = ADAPTER_MAX_HEADER_BYTES,
 ) -> SafetensorsHeader:
     """Parse a whole file held in memory; its size must match the header exactly."""
     reader = HeaderReader(max_header_bytes, name=name, file_size=len(data))
@@ -179,7 +187,7 @@ def read_header(
     chunks: Iterable[bytes],
     *,
     name: str = "safetensors file",
-    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    max_header_bytes: int = ADAPTER_MAX_HEADER_BYTES,
 ) -> SafetensorsHeader:
     """Read only the chunks the header needs (the total size is not checked), then close them."""
     reader = HeaderReader(max_header_bytes, name=name)

@@ -52,8 +52,8 @@ class _ConfigSink:
 class _WeightsSink:
     """Streams to a temporary object while parsing the safetensors header."""
 
-    def __init__(self, store: ObjectStore) -> None:
-        self.store, self.reader = store, HeaderReader(name=WEIGHTS_FILE)
+    def __init__(self, store: ObjectStore, max_header_bytes: int) -> None:
+        self.store, self.reader = store, HeaderReader(max_header_bytes, name=WEIGHTS_FILE)
         self.writer: ObjectWriter | None = None
 
     def begin(self, filename: str, content_type: str) -> None:
@@ -103,7 +103,8 @@ async def upload_version(
 ) -> AdapterVersion:
     if adapter.archived_at is not None:
         raise Conflict(f"adapter '{adapter.name}' is archived")
-    config_sink, weights = _ConfigSink(), _WeightsSink(store)
+    config_sink = _ConfigSink()
+    weights = _WeightsSink(store, settings.adapter_max_header_bytes)
     try:
         await read_streaming_form(
             content_type,

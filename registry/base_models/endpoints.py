@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 
 from registry.auth import scopes as sc
 from registry.auth.principal import Principal
-from registry.base_models.schemas import BaseModelCreate, BaseModelOut
+from registry.base_models.schemas import BaseModelCreate, BaseModelOut, base_model_out
 from registry.base_models.service import base_models
 from registry.dependencies import SessionDep, require_scope
 
@@ -24,14 +24,14 @@ def register_base_model(
     model = base_models.register(
         session, actor=principal, data=body, settings=request.app.state.settings
     )
-    return BaseModelOut.model_validate(model)
+    return base_model_out(model, principal)
 
 
 @router.get("", response_model=list[BaseModelOut])
 def list_base_models(principal: BaseModelsRead, session: SessionDep) -> list[BaseModelOut]:
-    return [BaseModelOut.model_validate(m) for m in base_models.list(session)]
+    return [base_model_out(m, principal) for m in base_models.list(session)]
 
 
 @router.get("/{name}", response_model=BaseModelOut)
 def get_base_model(name: str, principal: BaseModelsRead, session: SessionDep) -> BaseModelOut:
-    return BaseModelOut.model_validate(base_models.get(session, name=name))
+    return base_model_out(base_models.get(session, name=name), principal)

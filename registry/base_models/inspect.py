@@ -8,9 +8,16 @@ actually served rather than against config arithmetic.
 
 Decisions:
 
-* Files in subfolders are ignored (as loaders do). With an index, the weight files are the
-  shards it names and other top-level `*.safetensors` files (e.g. a duplicate
-  `consolidated.safetensors`) are neither hashed nor read.
+* Every top-level file is hashed into `files` (and so into the digest): weights, config,
+  tokenizer files, `tokenizer_config.json` with its chat template, `generation_config.json`,
+  anything else a loader might read. Loading verifies all of them (`local_copy.py`).
+* Files in subfolders and dot-files are ignored (loaders read neither) and never copied.
+* Pickle files (`*.bin`, `*.pt`, ...) are refused even next to safetensors weights: a loader
+  may fall back to them, and they can run code. Files other than weights are capped at
+  `MAX_AUX_FILE_BYTES`.
+* Only weights the index names (or all top-level `*.safetensors` without an index) are parsed;
+  other `*.safetensors` files (e.g. a duplicate `consolidated.safetensors`) are only hashed.
+* Names must be plain file names (no "..", "/", "\\", NUL): they become local paths.
 * Only decoders with Llama-style names (`model.layers.<i>.<module>.weight`) are supported, and
   every layer in `range(num_hidden_layers)` must have the same linear modules with the same
   shapes as layer 0 (layers past that range, e.g. multi-token-prediction heads, are ignored).
@@ -34,6 +41,8 @@ from registry.storage.base import TMP_PREFIX, ObjectStore
 CONFIG = "config.json"
 INDEX = "model.safetensors.index.json"
 MAX_JSON_BYTES = 64 << 20
+MAX_AUX_FILE_BYTES = 1 << 30  # a non-weight file (tokenizer.json is ~10-35 MiB)
+BASE_MODEL_MAX_HEADER_BYTES = 100 << 20  # ops-registered weights: the format's own limit
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 CONFIG_FIELDS = (
     "hidden_size",
@@ -43,6 +52,8 @@ CONFIG_FIELDS = (
     "vocab_size",
     "head_dim",
 )
+# Marks rows whose `files` has every top-level file (rows registered before list fewer).
+ALL_FILES_KEY = "all_files_recorded"
 _LAYER_WEIGHT = re.compile(r"model\.layers\.(\d+)\.(.+)\.weight")
 
 
@@ -53,7 +64,7 @@ class BaseModelError(ValueError):
 @dataclass(frozen=True)
 class BaseModelInfo:
     digest: str  # sha256 over sorted "<name> <sha256>\n" lines of `files`
-    files: dict[str, str]  # relative name -> sha256 (config, index if any, weights)
+    files: dict[str, str]  # file name -> sha256, every top-level file of the folder
     total_bytes: int
     architecture: str | None
     model_type: str | None
@@ -64,7 +75,7 @@ class BaseModelInfo:
 
 class BaseModelSource(Protocol):
     def list_files(self) -> list[str]:
-        """Relative names ("/"-separated) of every file in the model folder."""
+        """Names of the folder's top-level files, dot-files left out, each `check_name`d."""
         ...
 
     def iter_chunks(self, name: str) -> Iterator[bytes]: ...
@@ -78,7 +89,7 @@ class _LocalSource:
         if not self.root.is_dir():
             raise BaseModelError(f"{self.root} is not a folder")
         return sorted(
-            p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()
+            check_name(p.name) for p in self.root.iterdir() if _listed(p.name) and p.is_file()
         )
 
     def iter_chunks(self, name: str) -> Iterator[bytes]:
@@ -96,10 +107,30 @@ class _StoreSource:
         keys = self.store.list_keys(self.prefix)
         if not self.prefix:  # the store's own temporary area is not part of the model
             keys = (k for k in keys if not k.startswith(TMP_PREFIX))
-        return sorted(k[len(self.prefix) :] for k in keys)
+        names = (k[len(self.prefix) :] for k in keys)
+        return sorted(check_name(n) for n in names if "/" not in n and _listed(n))
 
     def iter_chunks(self, name: str) -> Iterator[bytes]:
         return self.store.iter_chunks(self.prefix + name)
+
+
+def check_name(name: str) -> str:
+    """`name` if it is a plain file name, safe to use as a local path; else BaseModelError."""
+    if (
+        not name
+        or name in (".", "..")
+        or any(c in name for c in "/\\\0")
+        or name != name.strip()
+    ):
+        raise BaseModelError(
+            f"file name {name!r} cannot be used: a base model's files must have plain names "
+            "(no '/', '\\', '..', NUL or surrounding spaces)"
+        )
+    return name
+
+
+def _listed(name: str) -> bool:
+    return not name.startswith(".")
 
 
 def local_source(path: str | Path) -> BaseModelSource:
@@ -113,7 +144,7 @@ def store_source(store: ObjectStore, prefix: str) -> BaseModelSource:
 
 
 def inspect_base_model(source: BaseModelSource) -> BaseModelInfo:
-    top = {name for name in source.list_files() if "/" not in name}
+    top = set(source.list_files())
     if CONFIG not in top:
         raise BaseModelError(
             "config.json is missing: a base model is a Hugging Face model folder "
@@ -145,10 +176,10 @@ def inspect_base_model(source: BaseModelSource) -> BaseModelInfo:
 
     headers: dict[str, SafetensorsHeader] = {}
     for name in weights:
-        reader = HeaderReader(name=name)
+        reader = HeaderReader(BASE_MODEL_MAX_HEADER_BYTES, name=name)
         digest = hashlib.sha256()
         try:
-            with _chunks(source, name) as chunks:
+            with chunks_of(source, name) as chunks:
                 for chunk in chunks:
                     digest.update(chunk)
                     reader.feed(chunk)
@@ -161,6 +192,10 @@ def inspect_base_model(source: BaseModelSource) -> BaseModelInfo:
         for tensor, shard in weight_map.items():
             if tensor not in headers[shard].tensors:
                 raise BaseModelError(f"{INDEX} puts tensor {tensor!r} in {shard}, which lacks it")
+
+    for name in sorted(top - files.keys()):  # tokenizer, chat template, generation config...
+        files[name], size = _hash(source, name)
+        total += size
 
     architectures = config.get("architectures")
     model_type = config.get("model_type")
@@ -180,7 +215,7 @@ def inspect_base_model(source: BaseModelSource) -> BaseModelInfo:
 
 
 @contextlib.contextmanager
-def _chunks(source: BaseModelSource, name: str) -> Iterator[Iterator[bytes]]:
+def chunks_of(source: BaseModelSource, name: str) -> Iterator[Iterator[bytes]]:
     """The file's chunks; the stream is closed even if reading stops early."""
     chunks = source.iter_chunks(name)
     try:
@@ -193,12 +228,28 @@ def _chunks(source: BaseModelSource, name: str) -> Iterator[Iterator[bytes]]:
 
 def _read_small(source: BaseModelSource, name: str) -> tuple[bytes, str]:
     buf = bytearray()
-    with _chunks(source, name) as chunks:
+    with chunks_of(source, name) as chunks:
         for chunk in chunks:
             buf += chunk
             if len(buf) > MAX_JSON_BYTES:
                 raise BaseModelError(f"{name} is larger than {MAX_JSON_BYTES >> 20} MiB")
     return bytes(buf), hashlib.sha256(buf).hexdigest()
+
+
+def _hash(source: BaseModelSource, name: str) -> tuple[str, int]:
+    """sha256 and size of a file that is not parsed; non-weight files are capped."""
+    digest, size = hashlib.sha256(), 0
+    cap = None if name.endswith(".safetensors") else MAX_AUX_FILE_BYTES
+    with chunks_of(source, name) as chunks:
+        for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+            if cap is not None and size > cap:
+                raise BaseModelError(
+                    f"{name} is larger than {cap >> 20:,} MiB; remove it from the model "
+                    "folder if loaders do not need it"
+                )
+    return digest.hexdigest(), size
 
 
 def _weight_map(index: dict[str, Any]) -> dict[str, str]:
@@ -220,9 +271,14 @@ def _weight_files(top: set[str], weight_map: dict[str, str] | None) -> list[str]
             raise BaseModelError(f"{INDEX} names shard(s) that are missing: {', '.join(missing)}")
         return sorted(set(weight_map.values()))
     weights = sorted(n for n in top if n.endswith(".safetensors"))
+    pickles = sorted(n for n in top if n.endswith(PICKLE_SUFFIXES))
+    if weights and pickles:
+        raise BaseModelError(
+            f"pickle files ({', '.join(pickles)}) are next to the safetensors weights: a "
+            "loader may read them, and they can run code when loaded; remove them"
+        )
     if weights:
         return weights
-    pickles = sorted(n for n in top if n.endswith(PICKLE_SUFFIXES))
     if pickles:
         raise BaseModelError(
             f"the weights are pickle files ({', '.join(pickles)}), which can run code when "

@@ -7,6 +7,9 @@ from typing import Any
 from pydantic import BaseModel as Schema
 from pydantic import ConfigDict, Field
 
+from registry.auth.principal import Principal
+from registry.auth.scopes import Role
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
@@ -27,7 +30,7 @@ class BaseModelOut(Schema):
 
     id: uuid.UUID
     name: str
-    uri: str
+    uri: str | None = Field(description="where the files are: shown to ops and auditors only")
     digest: str
     files: dict[str, str]
     total_bytes: int
@@ -37,3 +40,11 @@ class BaseModelOut(Schema):
     config: dict[str, Any]
     created_by: str
     created_at: dt.datetime
+
+
+def base_model_out(model: object, principal: Principal) -> BaseModelOut:
+    """The row as `principal` may see it: tenants do not see `uri` (server paths, buckets)."""
+    out = BaseModelOut.model_validate(model)
+    return (
+        out if principal.role in (Role.OPS, Role.AUDITOR) else out.model_copy(update={"uri": None})
+    )

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from registry.audit.service import audit
 from registry.auth.principal import Principal
 from registry.base_models.inspect import (
+    ALL_FILES_KEY,
     BaseModelInfo,
     inspect_base_model,
     local_source,
@@ -88,7 +89,7 @@ class BaseModelService:
             architecture=info.architecture,
             num_layers=info.num_layers,
             module_shapes=info.module_shapes,
-            config={**info.config, "model_type": info.model_type},
+            config={**info.config, "model_type": info.model_type, ALL_FILES_KEY: True},
             created_by=actor.subject,
         )
         repo.add(model)

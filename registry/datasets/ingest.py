@@ -24,9 +24,10 @@ class DatasetIngest:
         tenant_id: uuid.UUID,
         max_line_bytes: int,
         max_stored_bytes: int,
+        max_rows: int,
     ) -> None:
         self.store, self.tenant_id = store, tenant_id
-        self.max_stored_bytes = max_stored_bytes
+        self.max_stored_bytes, self.max_rows = max_stored_bytes, max_rows
         self.validator = DatasetValidator(max_line_bytes=max_line_bytes)
         self.source_hash = hashlib.sha256()
         self.source_bytes = 0
@@ -43,10 +44,20 @@ class DatasetIngest:
         self.source_hash.update(data)
         self.source_bytes += len(data)
         self._write(self.validator.feed(data))
+        self._check_rows()
 
     def end(self) -> None:
         self._write(self.validator.finish())
+        self._check_rows()
         self.finished = True
+
+    def _check_rows(self) -> None:
+        """Kept rows are bounded: de-duplication holds a digest for each."""
+        if self.validator.report.rows > self.max_rows:
+            raise PayloadTooLarge(
+                f"the dataset has more than {self.max_rows:,} rows, the limit per dataset "
+                "(LORAPLEX_DATASET_MAX_ROWS); split it into several datasets"
+            )
 
     def _write(self, rows: list[bytes]) -> None:
         if not rows or self.validator.report.invalid:

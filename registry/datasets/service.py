@@ -50,6 +50,7 @@ class DatasetService:
             tenant_id=tenant.id,
             max_line_bytes=settings.max_line_bytes,
             max_stored_bytes=tenant.quota_dataset_bytes,
+            max_rows=settings.dataset_max_rows,
         )
         try:
             form = await read_streaming_form(

@@ -254,3 +254,26 @@ def test_safetensors_and_other_bytes_are_not_pickles() -> None:
     assert not looks_like_pickle(b"")
     assert not looks_like_pickle(b"\x80\x01abc")
     assert not looks_like_pickle(b'{"a": 1}')
+
+
+def test_default_limit_is_what_a_lora_adapter_needs() -> None:
+    """Refused on the first 8 bytes, before any parsing: the old limit was 100 MiB."""
+    from registry.adapters.safetensors import ADAPTER_MAX_HEADER_BYTES
+
+    modules = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    header, offset = {}, 0
+    for layer in range(80):  # rank 64 on all 7 projections of an 80-layer model
+        for module in modules:
+            for part, shape in (("A", [64, 28672]), ("B", [28672, 64])):
+                size = 2 * shape[0] * shape[1]
+                name = f"base_model.model.model.layers.{layer}.mlp.{module}.lora_{part}.weight"
+                header[name] = entry("BF16", shape, offset, offset + size)
+                offset += size
+    assert len(header) == 1120
+    assert len(json.dumps(header)) * 4 < ADAPTER_MAX_HEADER_BYTES
+
+    reader = HeaderReader()
+    with pytest.raises(SafetensorsError, match="larger than the limit of 1,048,576 bytes"):
+        reader.feed(struct.pack("<Q", ADAPTER_MAX_HEADER_BYTES + 1))
+    with pytest.raises(SafetensorsError, match="larger than the limit"):
+        read_header([struct.pack("<Q", 14_600_000) + b"{"])

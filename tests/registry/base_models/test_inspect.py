@@ -33,11 +33,12 @@ def sha(path: Path) -> str:
 
 def test_single_file_model(tmp_path: Path) -> None:
     model = write_llama(tmp_path / "tiny")
-    (model / "tokenizer.json").write_text("{}")  # not part of the digest
+    (model / "tokenizer.json").write_text("{}")  # a loader reads it: part of the digest
     info = inspect_dir(model)
     assert info.files == {
         "config.json": sha(model / "config.json"),
         "model.safetensors": sha(model / "model.safetensors"),
+        "tokenizer.json": sha(model / "tokenizer.json"),
     }
     lines = "".join(f"{name} {digest}\n" for name, digest in sorted(info.files.items()))
     assert info.digest == hashlib.sha256(lines.encode()).hexdigest()
@@ -70,10 +71,13 @@ def test_digest_is_stable_and_follows_the_files(tmp_path: Path) -> None:
     assert inspect_dir(model) == first
     copy = tmp_path / "elsewhere" / "b"
     shutil.copytree(model, copy)
-    (copy / "README.md").write_text("extra files do not count")
+    (copy / ".gitattributes").write_text("dot-files do not count")
     (copy / "sub").mkdir()
     (copy / "sub" / "other.safetensors").write_bytes(b"subfolders are ignored")
     assert inspect_dir(copy).digest == first.digest
+    (copy / "README.md").write_text("every other top-level file counts")
+    assert inspect_dir(copy).digest != first.digest
+    (copy / "README.md").unlink()
 
     weights = bytearray((copy / "model.safetensors").read_bytes())
     weights[-1] = 1  # one byte of tensor data
@@ -88,7 +92,7 @@ def test_digest_is_stable_and_follows_the_files(tmp_path: Path) -> None:
 
 def test_sharded_model(tmp_path: Path) -> None:
     model = write_llama(tmp_path / "sharded", shards=2)
-    # A duplicate full checkpoint next to the shards (as some repos ship) is ignored.
+    # A duplicate full checkpoint next to the shards (as some repos ship) is hashed, not read.
     (model / "consolidated.safetensors").write_bytes(b"not even safetensors")
     info = inspect_dir(model)
     index = json.loads((model / "model.safetensors.index.json").read_text())
@@ -99,6 +103,7 @@ def test_sharded_model(tmp_path: Path) -> None:
         "model.safetensors.index.json",
         "model-00001-of-00002.safetensors",
         "model-00002-of-00002.safetensors",
+        "consolidated.safetensors",
     }
     assert info.module_shapes == MODULE_SHAPES
     assert info.digest != inspect_dir(write_llama(tmp_path / "single")).digest
