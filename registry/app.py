@@ -11,15 +11,17 @@ from fastapi import FastAPI
 from registry.adapters.endpoints import router as adapters_router
 from registry.aliases.endpoints import router as aliases_router
 from registry.audit.endpoints import router as audit_router
+from registry.audit.service import audit
 from registry.auth.endpoints import router as auth_router
-from registry.auth.keys import load_signing_keys
+from registry.auth.keys import load_audit_key, load_signing_keys
 from registry.auth.server import TokenServer
 from registry.auth.tokens import TokenVerifier
 from registry.base_models.endpoints import router as base_models_router
+from registry.bodylimit import BodyLimitMiddleware
 from registry.datasets.endpoints import router as datasets_router
 from registry.db import make_engine, make_sessionmaker
 from registry.drift.endpoints import router as drift_router
-from registry.errors import install_error_handlers
+from registry.errors import ERROR_RESPONSES, install_error_handlers
 from registry.evals.endpoints import router as evals_router
 from registry.health.endpoints import router as health_router
 from registry.lineage.endpoints import router as lineage_router
@@ -58,6 +60,7 @@ def create_app(
     )
     engine = make_engine(settings.resolved_database_url, **(engine_kwargs or {}))
     keys = load_signing_keys(settings)
+    audit.use_key(load_audit_key(settings))  # the process's audit HMAC key (see AuditService)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
@@ -75,6 +78,7 @@ def create_app(
     )
 
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(RequestLogMiddleware)
     for router in (
         health_router,
@@ -91,5 +95,5 @@ def create_app(
         drift_router,
         audit_router,
     ):
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     return app

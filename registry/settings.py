@@ -37,6 +37,17 @@ class Settings(BaseSettings):
     jwt_issuer: str = "loraplex"
     jwt_audience: str = "loraplex"
     token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    # Audit chain: HMAC key kept outside the database, and anchors of the chain's head written
+    # write-once to the object store (S3 Object Lock retention where the bucket has it).
+    audit_key_file: Path | None = Field(
+        default=None, description="HMAC key for the audit chain; development generates one"
+    )
+    audit_anchor_interval_seconds: int = Field(
+        default=600, ge=0, description="how often the audit head is anchored; 0: never"
+    )
+    audit_anchor_retention_days: int = Field(
+        default=3650, ge=1, description="Object Lock retention of each anchor (S3 with lock)"
+    )
     oauth_allow_http: bool | None = Field(
         default=None,
         description="Serve /oauth/token over plain HTTP; default: only in development. "
@@ -48,6 +59,19 @@ class Settings(BaseSettings):
     default_quota_adapters: int = 50
     max_upload_bytes: int = 5 * GiB
     max_line_bytes: int = 1 * MiB
+    # Request bodies, refused with 413 while they stream in (registry/bodylimit.py): JSON routes,
+    # the token endpoint (a small urlencoded form) and traffic batches; uploads have their own.
+    max_json_body_bytes: int = Field(default=1 * MiB, ge=1024)
+    max_token_body_bytes: int = Field(default=4096, ge=256)
+    max_traffic_body_bytes: int = Field(default=8 * MiB, ge=1024)
+    # Memory an upload can take: rows one dataset may keep (de-duplication holds 8 bytes a
+    # row), and an adapter's safetensors header (parsed in Python; a rank-64 adapter on 7
+    # projections of 80 layers has ~1,100 tensors, ~130 KB of header).
+    dataset_max_rows: int = Field(default=2_000_000, ge=1, description="rows per dataset")
+    adapter_max_header_bytes: int = Field(default=1 * MiB, ge=1024, le=100 * MiB)
+    # Base models registered before every file was recorded: load their unrecorded files
+    # unverified (a warning names them) instead of refusing; re-registering is the fix.
+    base_model_allow_unregistered_files: bool = False
 
     max_lora_rank: int = Field(default=64, ge=1, description="highest LoRA rank accepted")
 
@@ -60,6 +84,11 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=3, ge=1, description="tries before a job is failed")
     job_retry_backoff_seconds: int = Field(default=10, ge=0, description="first retry delay")
     reaper_interval_seconds: int = Field(default=30, ge=1)
+    # A queued job nobody claimed this long is re-sent by the reaper (its message was lost,
+    # e.g. the broker was down when it was sent); a duplicate is harmless (claim is a CAS).
+    job_resend_seconds: int = Field(
+        default=1200, ge=1, description="re-send a queued job not picked up after this long"
+    )
     schedule_tick_seconds: int = Field(
         default=60, ge=1, description="how often beat claims due retrain schedules"
     )
@@ -114,6 +143,27 @@ class Settings(BaseSettings):
     )
     gateway_rate_limit_rps: float = Field(default=50.0, gt=0, description="per tenant")
     gateway_rate_limit_burst: int = Field(default=100, ge=1, description="per tenant")
+    # Gateway limits (serving/gateway): body and generation size, token budget, failed auth.
+    gateway_max_body_bytes: int = Field(
+        default=4 * MiB, ge=1024, description="request body, counted as it streams in (413)"
+    )
+    gateway_max_tokens: int = Field(
+        default=4096, ge=1, description="highest max_tokens / max_completion_tokens (400)"
+    )
+    gateway_default_max_tokens: int = Field(
+        default=512, ge=1, description="max_tokens set when a request would generate to the end"
+    )
+    gateway_max_n: int = Field(default=8, ge=1, description="highest n / best_of (400)")
+    gateway_tokens_per_minute: int = Field(
+        default=200_000, ge=1, description="per tenant: prompt + completion tokens (429)"
+    )
+    gateway_auth_failure_rps: float = Field(
+        default=1.0, gt=0, description="per client address: requests without a valid token"
+    )
+    gateway_auth_failure_burst: int = Field(default=20, ge=1, description="per client address")
+    # The gateway's /metrics (tenant labels) on an internal port only; None: not served.
+    gateway_metrics_host: str = Field(default="127.0.0.1", description="metrics listen address")
+    gateway_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     traffic_sample_rate: float = Field(
         default=0.1, ge=0.0, le=1.0, description="share of prompts kept in the traffic log"
     )
@@ -131,6 +181,7 @@ class Settings(BaseSettings):
                     ("LORAPLEX_DATABASE_URL", self.database_url),
                     ("LORAPLEX_OBJECT_STORE", self.object_store),
                     ("LORAPLEX_JWT_PRIVATE_KEY_FILE", self.jwt_private_key_file),
+                    ("LORAPLEX_AUDIT_KEY_FILE", self.audit_key_file),
                 )
                 if not value
             ]
@@ -177,6 +228,10 @@ class Settings(BaseSettings):
     @property
     def resolved_jwt_key_file(self) -> Path:
         return self.jwt_private_key_file or self.home_dir / "keys" / "jwt-signing.pem"
+
+    @property
+    def resolved_audit_key_file(self) -> Path:
+        return self.audit_key_file or self.home_dir / "keys" / "audit-hmac.key"
 
 
 @lru_cache(maxsize=1)

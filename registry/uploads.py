@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from registry.errors import PayloadTooLarge, Unprocessable
@@ -176,6 +176,11 @@ async def read_streaming_form(
                 buffered = 0
                 await run_in_threadpool(form.apply, form.take_pending())
         parser.finalize()
+        if parser.state != MultipartState.END:  # python-multipart's finalize does not check
+            raise Unprocessable(
+                "the multipart body ended before its closing boundary: the upload is "
+                "incomplete (was the connection cut?); send it again"
+            )
     except FormParserError as exc:
         raise Unprocessable(f"malformed multipart body: {exc}") from exc
     await run_in_threadpool(form.apply, form.take_pending())

@@ -107,7 +107,10 @@ def get_version(ctx: AdaptersRead, name: str, version: str, session: SessionDep)
     return versions.to_out(session, tenant=ctx.tenant, adapter=adapter, rows=[row])[0]
 
 
-@router.get("/{name}/versions/{version}/files/{filename}")
+@router.get(
+    "/{name}/versions/{version}/files/{filename}",
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
 def download_version_file(
     ctx: AdaptersRead,
     name: str,

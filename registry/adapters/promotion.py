@@ -25,9 +25,13 @@ class PromotionPolicy(BaseModel):
 
     mode: Literal["manual", "auto"] = "manual"
     primary_metric: str = "eval_loss"
-    margin: float = Field(default=0.0, ge=0.0, description="required improvement, absolute")
+    margin: float = Field(
+        default=0.0, ge=0.0, allow_inf_nan=False, description="required improvement, absolute"
+    )
     guard_metrics: list[str] = Field(default_factory=lambda: ["exact_match", "json_valid"])
-    tolerance: float = Field(default=0.02, ge=0.0, description="allowed regression, absolute")
+    tolerance: float = Field(
+        default=0.02, ge=0.0, allow_inf_nan=False, description="allowed regression, absolute"
+    )
 
     @model_validator(mode="after")
     def _known(self) -> PromotionPolicy:

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registry.models.enums import Trigger, VersionStatus
+from registry.validation_types import INT32_MAX
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 VERSION_MAX = 2**31 - 1  # adapter_versions.version is an INTEGER column
@@ -17,8 +18,10 @@ class TrainingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rank: int = Field(default=8, ge=1, description="LoRA rank r")
-    alpha: float = Field(default=16.0, gt=0, description="LoRA alpha (scaling = alpha / r)")
+    rank: int = Field(default=8, ge=1, le=INT32_MAX, description="LoRA rank r")
+    alpha: float = Field(
+        default=16.0, gt=0, allow_inf_nan=False, description="LoRA alpha (scaling = alpha / r)"
+    )
     dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "v_proj"],
@@ -29,11 +32,16 @@ class TrainingConfig(BaseModel):
     epochs: int = Field(default=3, ge=1, le=100)
     batch_size: int = Field(default=8, ge=1, le=1024)
     max_seq_length: int = Field(default=512, ge=16, le=32768)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="seeds random, numpy, torch")
     early_stopping_patience: int = Field(
-        default=3, ge=0, description="evaluations without improvement before stopping; 0: never"
+        default=3,
+        ge=0,
+        le=INT32_MAX,
+        description="evaluations without improvement before stopping; 0: never",
     )
-    max_steps: int | None = Field(default=None, ge=1, description="cap on optimizer steps")
+    max_steps: int | None = Field(
+        default=None, ge=1, le=INT32_MAX, description="cap on optimizer steps"
+    )
 
     @field_validator("target_modules")
     @classmethod

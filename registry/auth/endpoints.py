@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from registry.auth.server import parse_token_form
 from registry.dependencies import SessionDep
 
 router = APIRouter(tags=["auth"])
@@ -14,8 +15,8 @@ router = APIRouter(tags=["auth"])
 @router.post("/oauth/token")
 async def token(request: Request, session: SessionDep) -> JSONResponse:
     """OAuth2 client-credentials grant (client_secret_basic or client_secret_post)."""
-    form = await request.form()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    # urlencoded only; the body itself is capped by LORAPLEX_MAX_TOKEN_BODY_BYTES (bodylimit.py)
+    fields = parse_token_form(request.headers.get("content-type"), await request.body())
     uri = request.url
     if uri.scheme == "http" and request.app.state.settings.token_endpoint_allows_http:
         uri = uri.replace(scheme="https")  # authlib insists on TLS; this deployment opted out

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import parse_qsl
 
 from authlib.oauth2.rfc6749 import AuthorizationServer, ClientMixin, OAuth2Request
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
@@ -17,9 +18,27 @@ from sqlalchemy.orm import Session
 from registry.auth import scopes as sc
 from registry.auth.repository import ClientRepository
 from registry.auth.service import secret_matches
+from registry.errors import BadRequest, UnsupportedMediaType
 from registry.models import OAuthClient, Tenant
 
 _session: ContextVar[Session] = ContextVar("token_server_session")
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def parse_token_form(content_type: str | None, body: bytes) -> dict[str, str]:
+    """The token request's parameters. Only a urlencoded body is read (RFC 6749 section 3.2):
+    anything else is a 415 before a byte of it is parsed, so no multipart part is ever spooled."""
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    if mime != FORM_TYPE:
+        raise UnsupportedMediaType(
+            f"send the token request as {FORM_TYPE} (got {mime or 'no Content-Type'})"
+        )
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("the token request body is not valid UTF-8") from exc
+    return dict(parse_qsl(text, keep_blank_values=True))
 
 
 class _Client(ClientMixin):  # type: ignore[misc]

@@ -10,6 +10,7 @@ from registry.auth import scopes as sc
 from registry.datasets.schemas import DatasetList, DatasetOut
 from registry.datasets.service import datasets
 from registry.dependencies import SessionDep, TenantContext, tenant_access
+from registry.validation_types import INT64_MAX
 
 router = APIRouter(prefix="/v1/tenants/{tenant}/datasets", tags=["datasets"])
 
@@ -67,7 +68,7 @@ def list_datasets(
     session: SessionDep,
     name: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
 ) -> DatasetList:
     rows = datasets.list(session, tenant=ctx.tenant, name=name, limit=limit, offset=offset)
     return DatasetList(
@@ -82,7 +83,7 @@ def get_dataset(ctx: DatasetsRead, dataset_id: uuid.UUID, session: SessionDep) -
     )
 
 
-@router.get("/{dataset_id}/content")
+@router.get("/{dataset_id}/content", responses={200: {"content": {"application/x-ndjson": {}}}})
 def download_dataset(
     ctx: DatasetsRead, dataset_id: uuid.UUID, session: SessionDep, request: Request
 ) -> StreamingResponse:

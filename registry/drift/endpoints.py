@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -22,12 +21,11 @@ from registry.drift.schemas import (
 )
 from registry.drift.service import drift_policies
 from registry.drift.traffic import ingest
-from registry.errors import PayloadTooLarge
+from registry.validation_types import AwareDatetime
 
 router = APIRouter(tags=["drift"])
 POLICY = "/v1/tenants/{tenant}/adapters/{name}/drift-policy"
 METRICS = "/v1/tenants/{tenant}/adapters/{name}/drift-metrics"
-MAX_TRAFFIC_BODY = 8 * 1024 * 1024
 
 Read = Annotated[TenantContext, Depends(tenant_access(sc.ADAPTERS_READ))]
 AdaptersWrite = Annotated[TenantContext, Depends(tenant_access(sc.ADAPTERS_WRITE, write=True))]
@@ -71,8 +69,8 @@ def drift_series(
     name: str,
     session: SessionDep,
     metric: str | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> list[DriftOut]:
     """A time series ordered by window end; `since`/`until` bound the window end."""
@@ -80,24 +78,6 @@ def drift_series(
     return drift_metrics.series(
         session, adapter=adapter, metric=metric, since=since, until=until, limit=limit
     )
-
-
-async def _read_bounded(request: Request) -> bytes:
-    """The body, refused with 413 as soon as it passes the limit (declared or streamed)."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_TRAFFIC_BODY:
-        raise PayloadTooLarge(
-            f"body is {int(length)} bytes; send at most {MAX_TRAFFIC_BODY // 2**20} MiB per call"
-        )
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_TRAFFIC_BODY:
-            raise PayloadTooLarge(
-                f"body is over {MAX_TRAFFIC_BODY // 2**20} MiB; send at most that per call"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @router.post(
@@ -114,7 +94,7 @@ async def _read_bounded(request: Request) -> bytes:
 async def post_traffic(ctx: TrafficWrite, request: Request, session: SessionDep) -> TrafficOut:
     """Prompts your own inference stack answered with one of your adapters (up to 1000 per
     call, 8 MiB), for drift monitoring. Checked whole: one bad sample stores none."""
-    raw = await _read_bounded(request)
+    raw = await request.body()  # at most LORAPLEX_MAX_TRAFFIC_BODY_BYTES (registry/bodylimit.py)
     try:
         body = TrafficIn.model_validate_json(raw)
     except ValidationError as exc:

@@ -16,6 +16,7 @@ from pydantic import (
 
 from registry.adapters.schemas import VERSION_MAX
 from registry.training.selection import DatasetMode
+from registry.validation_types import INT64_MAX, JsonObject
 
 PROMPT_LENGTH_PSI = "prompt_length_psi"
 UNIGRAM_JSD = "unigram_jsd"
@@ -28,6 +29,7 @@ DriftMetricName = Literal["prompt_length_psi", "unigram_jsd", "oov_rate"]
 DEFAULT_THRESHOLDS: dict[str, float] = {PROMPT_LENGTH_PSI: 0.2, UNIGRAM_JSD: 0.1, OOV_RATE: 0.1}
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION_SECONDS = 3650 * 86400  # ten years; the columns are 32-bit integers
 _SHORT = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 
 
@@ -35,6 +37,8 @@ def parse_duration(value: Any) -> int:
     """Seconds from 3600, '90m', '24h', '7d', '2w' or an ISO 8601 duration ('P7D', 'PT12H')."""
     if isinstance(value, bool):
         raise ValueError("a duration is seconds or text like '24h', '7d', 'PT12H'")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("a duration must be a finite number of seconds")
     if isinstance(value, int | float):
         seconds = int(value)
     elif isinstance(value, str) and (m := _SHORT.match(value.lower())):
@@ -50,6 +54,8 @@ def parse_duration(value: Any) -> int:
         raise ValueError(f"{value!r} is not a duration; use seconds or e.g. '24h', '7d', 'PT12H'")
     if seconds <= 0:
         raise ValueError("a duration must be positive")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"a duration is at most {MAX_DURATION_SECONDS // 86400} days")
     return seconds
 
 
@@ -119,7 +125,7 @@ class TrafficIn(BaseModel):
         le=VERSION_MAX,
         description="the version that answered; default: production now",
     )
-    samples: list[dict[str, Any]] = Field(
+    samples: list[JsonObject] = Field(
         min_length=1,
         max_length=MAX_TRAFFIC_SAMPLES,
         description="prompts in the dataset row format: {'messages': [...]} or {'prompt': '...'}",
@@ -137,11 +143,11 @@ class DriftCreate(BaseModel):
     value: float
     window_start: dt.datetime
     window_end: dt.datetime
-    sample_size: int = Field(ge=0)
+    sample_size: int = Field(ge=0, le=INT64_MAX)
     version: int | None = Field(
         default=None, ge=1, le=VERSION_MAX, description="the version that served"
     )
-    details: dict[str, Any] = Field(default_factory=dict, description="how it was computed")
+    details: JsonObject = Field(default_factory=dict, description="how it was computed")
 
     @model_validator(mode="after")
     def _window(self) -> DriftCreate:

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from registry.validation_types import JsonObject
+
 
 class EvalCreate(BaseModel):
     suite: str = Field(min_length=1, max_length=100)
@@ -16,7 +18,7 @@ class EvalCreate(BaseModel):
         description="what was scored on this version's eval set: the version or the base model",
     )
     dataset_id: uuid.UUID | None = None
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: JsonObject = Field(default_factory=dict, description="free-form; at most 256 KiB")
 
     @field_validator("metrics")
     @classmethod

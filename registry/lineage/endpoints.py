@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from registry.auth import scopes as sc
 from registry.dependencies import SessionDep, TenantContext, tenant_access
 from registry.lineage.prov import to_prov
-from registry.lineage.schemas import LineageFormat, LineageGraph
+from registry.lineage.schemas import LineageFormat, LineageGraph, ProvDocument
 from registry.lineage.service import lineage
 
 router = APIRouter(prefix="/v1/tenants/{tenant}/adapters/{name}/versions", tags=["lineage"])
@@ -20,7 +20,12 @@ GRAPH_OR_PROV: dict[str, Any] = {
 }
 
 
-@router.get("/{version}/lineage", response_model=LineageGraph, responses={200: GRAPH_OR_PROV})
+# Both shapes are declared (anyOf), so clients and schema checks accept the PROV answer too.
+@router.get(
+    "/{version}/lineage",
+    response_model=LineageGraph | ProvDocument,
+    responses={200: GRAPH_OR_PROV},
+)
 def version_lineage(
     ctx: AdaptersRead,
     name: str,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 NodeType = Literal[
     "adapter_version",
@@ -39,3 +39,25 @@ class LineageGraph(BaseModel):
     nodes: list[Node]
     edges: list[Edge]
     root: str = Field(description="id of the version asked for")
+
+
+# PROV-JSON records: identifier -> attributes (see registry/lineage/prov.py for the mapping).
+ProvRecords = dict[str, dict[str, Any]]
+
+
+class ProvDocument(BaseModel):
+    """A W3C PROV-JSON document (https://www.w3.org/Submission/prov-json/): the lineage graph
+    with `?format=prov`. Record kinds with no records are left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prefix: dict[str, str] = Field(description="namespace prefix -> IRI")
+    entity: ProvRecords | None = None
+    activity: ProvRecords | None = None
+    agent: ProvRecords | None = None
+    wasDerivedFrom: ProvRecords | None = None  # PROV-JSON spells its keys so
+    used: ProvRecords | None = None
+    wasGeneratedBy: ProvRecords | None = None
+    wasAttributedTo: ProvRecords | None = None
+    wasAssociatedWith: ProvRecords | None = None
+    wasInformedBy: ProvRecords | None = None

@@ -19,6 +19,7 @@ from registry.tenants.schemas import (
     TrafficLogging,
 )
 from registry.tenants.service import tenants
+from registry.validation_types import INT64_MAX
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
 
@@ -44,7 +45,7 @@ def list_tenants(
     principal: TenantsRead,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
 ) -> TenantList:
     rows = tenants.list(session, principal=principal, limit=limit, offset=offset)
     return TenantList(items=[TenantOut.model_validate(t) for t in rows], limit=limit, offset=offset)

@@ -6,6 +6,7 @@ import uuid
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.auth import scopes as sc
+from registry.validation_types import INT32_MAX, INT64_MAX
 
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$"
 
@@ -13,14 +14,14 @@ SLUG_PATTERN = r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$"
 class TenantCreate(BaseModel):
     slug: str = Field(pattern=SLUG_PATTERN, description="lowercase letters, digits, dashes")
     display_name: str = Field(min_length=1, max_length=200)
-    quota_dataset_bytes: int | None = Field(default=None, gt=0)
-    quota_adapters: int | None = Field(default=None, gt=0)
+    quota_dataset_bytes: int | None = Field(default=None, gt=0, le=INT64_MAX, strict=True)
+    quota_adapters: int | None = Field(default=None, gt=0, le=INT32_MAX, strict=True)
 
 
 class TenantUpdate(BaseModel):
     display_name: str | None = Field(default=None, min_length=1, max_length=200)
-    quota_dataset_bytes: int | None = Field(default=None, gt=0)
-    quota_adapters: int | None = Field(default=None, gt=0)
+    quota_dataset_bytes: int | None = Field(default=None, gt=0, le=INT64_MAX, strict=True)
+    quota_adapters: int | None = Field(default=None, gt=0, le=INT32_MAX, strict=True)
 
 
 class TenantOut(BaseModel):

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.models.enums import JobStatus
+from registry.validation_types import JsonObject
 
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
@@ -19,7 +20,7 @@ class TrainingJobCreate(BaseModel):
     validation_dataset_id: uuid.UUID | None = Field(
         default=None, description="held-out set; default: a seeded split of the training data"
     )
-    hyperparameters: dict[str, Any] = Field(
+    hyperparameters: JsonObject = Field(
         default_factory=dict,
         description="overrides of the adapter's training config (rank, learning_rate, epochs...)",
     )

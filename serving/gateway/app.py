@@ -1,15 +1,17 @@
 """The tenant gateway: OpenAI-compatible, in front of the vLLM engine.
 
-Per request: verify the tenant token (cached), take a token from the tenant's bucket, map
-`model` to an immutable version (cached < 1 s), rewrite it to the version's engine name, forward,
-and record usage and (sampled) the prompt. Everything after the engine answers is off the
-request path.
+Per request: verify the tenant token (cached), take a token from the tenant's bucket, read the
+body up to its limit, map `model` to an immutable version (cached < 1 s), check the generation
+size, reserve its completion tokens from the tenant's token budget, rewrite `model` to the
+version's engine name, forward, and record usage and (sampled) the prompt. Once the engine
+answers, the budget is settled with the usage it reports (prompt + completion tokens): a request
+may leave its tenant in debt, which later requests wait out. Everything after the engine answers
+is off the request path. /metrics is on an internal port only (metrics.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -20,7 +22,6 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select, text
 from starlette.concurrency import run_in_threadpool
 
@@ -30,22 +31,30 @@ from registry.db import make_engine, make_sessionmaker
 from registry.models import Adapter, Alias
 from registry.settings import Settings
 from serving.engine import engine_api_key
-from serving.gateway import errors, metrics
+from serving.gateway import errors, metrics, openapi
 from serving.gateway.auth import Caller, GatewayAuth
+from serving.gateway.limits import GenerationLimits
 from serving.gateway.proxy import EngineClient, Outcome
 from serving.gateway.ratelimit import RateLimiter
 from serving.gateway.routing import Route, Router
 from serving.gateway.usage import Usage, UsageWriter
 
 log = structlog.get_logger(__name__)
-MAX_BODY_BYTES = 4 * 1024 * 1024
 ENDPOINTS = {"chat.completions": "/v1/chat/completions", "completions": "/v1/completions"}
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    port = settings.gateway_metrics_port
+    server = metrics.serve(settings.gateway_metrics_host, port) if port else None
     app.state.usage.start()
-    yield
+    try:
+        yield
+    finally:
+        if server is not None:
+            server[0].shutdown()
+            server[0].server_close()
     await app.state.usage.stop()
     await app.state.engine_client.close()
     app.state.db.dispose()
@@ -62,11 +71,17 @@ def create_gateway(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.db = db
     app.state.sessions = sessions
-    app.state.auth = GatewayAuth(verifier, sessions, settings.gateway_auth_cache_seconds)
+    failures = RateLimiter(settings.gateway_auth_failure_rps, settings.gateway_auth_failure_burst)
+    app.state.auth = GatewayAuth(
+        verifier, sessions, settings.gateway_auth_cache_seconds, failures=failures
+    )
     app.state.router = Router(sessions, settings.gateway_resolve_ttl_seconds)
     app.state.limiter = RateLimiter(
         settings.gateway_rate_limit_rps, settings.gateway_rate_limit_burst
     )
+    per_minute = settings.gateway_tokens_per_minute
+    app.state.budget = RateLimiter(per_minute / 60.0, per_minute)
+    app.state.limits = GenerationLimits.from_settings(settings)
     app.state.usage = UsageWriter(
         sessions,
         flush_seconds=settings.usage_flush_seconds,
@@ -76,20 +91,23 @@ def create_gateway(settings: Settings) -> FastAPI:
         settings.resolved_engine_url, engine_api_key(settings), settings.engine_timeout_seconds
     )
     errors.install(app)
-    _routes(app)
+    _routes(app, settings)
+    openapi.install(app)
     return app
 
 
-def _routes(app: FastAPI) -> None:
-    @app.post("/v1/chat/completions")
+def _routes(app: FastAPI, settings: Settings) -> None:
+    # Bodies and answers are declared for the OpenAPI document only (openapi.py): the raw body
+    # is read under its limit and forwarded as it is.
+    @app.post("/v1/chat/completions", **openapi.inference(openapi.chat_request(settings)))
     async def chat_completions(request: Request) -> Response:
         return await _infer(request, "chat.completions")
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", **openapi.inference(openapi.completion_request(settings)))
     async def completions(request: Request) -> Response:
         return await _infer(request, "completions")
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", **openapi.MODELS)
     async def list_models(request: Request) -> JSONResponse:
         caller = await _caller(request)
         data = await run_in_threadpool(_models, request.app, caller)
@@ -99,8 +117,9 @@ def _routes(app: FastAPI) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", **openapi.READY)
     async def readyz(request: Request) -> JSONResponse:
+        """Which dependency is down, as booleans: no exception text leaves the gateway."""
         checks = {"database": await run_in_threadpool(_db_ok, request.app)}
         checks["engine"] = await request.app.state.engine_client.healthy()
         ok = all(checks.values())
@@ -109,30 +128,26 @@ def _routes(app: FastAPI) -> None:
             status_code=200 if ok else 503,
         )
 
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
 
 async def _caller(request: Request) -> Caller:
     try:
-        return await request.app.state.auth.caller(request.headers.get("authorization"))
+        address = request.client.host if request.client else ""
+        return await request.app.state.auth.caller(request.headers.get("authorization"), address)
     except errors.GatewayError as exc:
-        metrics.REJECTED.labels("auth").inc()
+        metrics.REJECTED.labels("auth_rate_limit" if exc.status == 429 else "auth").inc()
         raise exc
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def _body(request: Request, limit: int) -> dict[str, Any]:
+    """The JSON object sent; 413 as soon as more than `limit` bytes arrived (chunked or not)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise errors.GatewayError(
-            413, f"Request body over {MAX_BODY_BYTES} bytes.", type_="invalid_request_error"
-        )
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise errors.GatewayError(
-            413, f"Request body over {MAX_BODY_BYTES} bytes.", type_="invalid_request_error"
-        )
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise errors.too_large(limit)
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise errors.too_large(limit)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -147,17 +162,23 @@ async def _infer(request: Request, endpoint: str) -> Response:
     started_at = dt.datetime.now(dt.UTC)
     state = request.app.state
     caller = await _caller(request)
-    wait = state.limiter.take(str(caller.tenant_id))
+    tenant = str(caller.tenant_id)
+    wait = state.limiter.take(tenant)
     if wait > 0:
         metrics.REJECTED.labels("rate_limit").inc()
-        exc = errors.rate_limited(wait)
-        return exc.response({"Retry-After": str(max(1, math.ceil(wait)))})
+        return errors.rate_limited(wait).response()
     try:
-        body = await _body(request)
+        body = await _body(request, state.settings.gateway_max_body_bytes)
         route: Route = await state.router.route(caller.tenant_id, body.get("model"))
+        reserved = min(state.limits.apply(endpoint, body), state.budget.burst)
     except errors.GatewayError:
         metrics.REJECTED.labels("request").inc()
         raise
+    wait = state.budget.take(tenant, reserved)
+    if wait > 0:
+        metrics.REJECTED.labels("token_budget").inc()
+        what = "Token budget per minute reached for your tenant"
+        return errors.rate_limited(wait, what, "tokens_exceeded").response()
     requested = body["model"]
     body["model"] = route.engine_name
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
@@ -174,6 +195,7 @@ async def _infer(request: Request, endpoint: str) -> Response:
     stream = bool(body.get("stream"))
 
     def done() -> None:
+        state.budget.give(tenant, reserved - out.prompt_tokens - out.completion_tokens)
         _record(state, caller, route, endpoint, requested, request_id, stream, out, t0, started_at)
 
     metrics.OVERHEAD.observe(time.perf_counter() - t0)

@@ -1,0 +1,254 @@
+"""The gateway's OpenAPI: OpenAI's request and response shapes, declared for documentation,
+clients and schema checks only. The inference routes still read the raw body (streamed under
+the body limit) and forward it as it is; nothing here validates a request.
+
+The generation limits are the deployment's (`gateway_max_tokens`, `gateway_max_n`), so the
+document says what this gateway accepts. Fields the engine understands beyond these (vLLM's
+extensions) pass through: the objects allow more properties.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from registry.settings import Settings
+
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+Schema = dict[str, Any]
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _bounded(limit: int) -> Schema:
+    return _nullable({"type": "integer", "minimum": 1, "maximum": limit})
+
+
+def _strings() -> Schema:
+    return {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+
+
+MODEL: Schema = {
+    "type": "string",
+    "description": "one of your adapters: 'name', 'name@alias' or 'name@vN'",
+}
+MESSAGE: Schema = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
+        "content": _nullable(
+            {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]}
+        ),
+        "name": {"type": "string"},
+        "tool_calls": {"type": "array", "items": {"type": "object"}},
+        "tool_call_id": {"type": "string"},
+    },
+}
+TOOL: Schema = {
+    "type": "object",
+    "required": ["type", "function"],
+    "properties": {
+        "type": {"type": "string", "enum": ["function"]},
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string"},
+                "description": {"type": "string"},
+                "parameters": {"type": "object"},
+            },
+        },
+    },
+}
+
+
+def _sampling(settings: Settings) -> dict[str, Schema]:
+    """Fields both endpoints take."""
+    return {
+        "model": MODEL,
+        "max_tokens": _bounded(settings.gateway_max_tokens),
+        "n": _bounded(settings.gateway_max_n),
+        "stream": _nullable({"type": "boolean"}),
+        "stream_options": _nullable(
+            {"type": "object", "properties": {"include_usage": {"type": "boolean"}}}
+        ),
+        "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
+        "top_p": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
+        "stop": _nullable(_strings()),
+        "seed": _nullable({"type": "integer"}),
+        "user": {"type": "string"},
+    }
+
+
+def chat_request(settings: Settings) -> Schema:
+    properties = _sampling(settings) | {
+        "messages": {"type": "array", "minItems": 1, "items": MESSAGE},
+        "max_completion_tokens": _bounded(settings.gateway_max_tokens),
+        "tools": {"type": "array", "items": TOOL},
+        "tool_choice": {"anyOf": [{"type": "string"}, {"type": "object"}]},
+        "response_format": {"type": "object"},
+    }
+    return {"type": "object", "required": ["model", "messages"], "properties": properties}
+
+
+def completion_request(settings: Settings) -> Schema:
+    properties = _sampling(settings) | {
+        "prompt": _strings(),
+        "best_of": _bounded(settings.gateway_max_n),
+        "echo": _nullable({"type": "boolean"}),
+    }
+    return {"type": "object", "required": ["model", "prompt"], "properties": properties}
+
+
+ERROR: Schema = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": _nullable({"type": "string"}),
+                "code": _nullable({"type": "string"}),
+            },
+        }
+    },
+}
+ERRORS: dict[int, str] = {
+    400: "Bad request: not a JSON object, an unknown model form, over a generation limit",
+    401: "Missing, invalid or expired token",
+    403: "Not a tenant's token, or no 'inference' scope",
+    404: "No such model for your tenant",
+    409: "The version exists but is not ready to serve",
+    413: "Request body over gateway_max_body_bytes",
+    429: "Rate limit or token budget reached (Retry-After)",
+    503: "The inference engine is unavailable",
+}
+COMPLETION: Schema = {
+    "type": "object",
+    "required": ["id", "object", "choices"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"type": "string"},
+        "created": {"type": "integer"},
+        "model": {"type": "string"},
+        "choices": {"type": "array", "items": {"type": "object"}},
+        "usage": _nullable({"type": "object"}),
+    },
+}
+
+
+# One server-sent event (before OpenAPI 3.2, `schema` describes each event of a stream): `data`
+# is a chunk object as JSON text, and the last event's is `[DONE]`.
+EVENT: Schema = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+}
+
+
+def _error_responses(codes: tuple[int, ...]) -> dict[int | str, dict[str, Any]]:
+    return {
+        code: {"description": ERRORS[code], "content": {"application/json": {"schema": ERROR}}}
+        for code in codes
+    }
+
+
+def inference(request_schema: Schema) -> dict[str, Any]:
+    """Route keywords for an inference endpoint (`@app.post(path, **inference(schema))`)."""
+    ok = {
+        "description": "The engine's answer; with 'stream': true, server-sent events",
+        "content": {
+            "application/json": {"schema": COMPLETION},
+            "text/event-stream": {"schema": EVENT},
+        },
+    }
+    return {
+        "responses": {200: ok} | _error_responses(tuple(ERRORS)),
+        "openapi_extra": {
+            "security": BEARER,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": request_schema}},
+            },
+        },
+    }
+
+
+MODELS: dict[str, Any] = {
+    "responses": {
+        200: {
+            "description": "Your adapters: 'name' (at production) and 'name@alias' per alias",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["object", "data"],
+                        "properties": {
+                            "object": {"type": "string", "enum": ["list"]},
+                            "data": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["id", "object", "created", "owned_by"],
+                                    "properties": {
+                                        "id": {"type": "string"},
+                                        "object": {"type": "string"},
+                                        "created": {"type": "integer"},
+                                        "owned_by": {"type": "string"},
+                                    },
+                                },
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    }
+    | _error_responses((401, 403, 429)),
+    "openapi_extra": {"security": BEARER},
+}
+READY: dict[str, Any] = {
+    "responses": {
+        code: {
+            "description": text,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["status", "checks"],
+                        "properties": {
+                            "status": {"type": "string"},
+                            "checks": {
+                                "type": "object",
+                                "additionalProperties": {"type": "boolean"},
+                            },
+                        },
+                    }
+                }
+            },
+        }
+        for code, text in {200: "Ready", 503: "A dependency is down (named in checks)"}.items()
+    }
+}
+
+
+def install(app: FastAPI) -> None:
+    """Add the bearer scheme the inference and model routes name (`security`)."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = plain()  # cached by FastAPI as app.openapi_schema: changed in place
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes["bearer"] = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
