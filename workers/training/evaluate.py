@@ -124,11 +124,13 @@ def score(
     metrics = {
         "eval_loss": eval_loss,
         "perplexity": math.exp(min(eval_loss, 700.0)),
-        "exact_match": sum(g == r for g, r in zip(generated, references, strict=True))
-        / len(picked),
         "n_examples": float(len(examples)),
         "n_tokens": float(n_tokens),
     }
+    if not picked:  # max_generate 0: loss and perplexity only
+        return metrics
+    matches = sum(g == r for g, r in zip(generated, references, strict=True))
+    metrics["exact_match"] = matches / len(picked)
     if 2 * sum(_parses(r, container=True) for r in references) > len(references):
         metrics["json_valid"] = sum(_parses(g) for g in generated) / len(generated)
     return metrics

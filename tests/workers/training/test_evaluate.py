@@ -90,6 +90,18 @@ def test_json_valid_only_for_json_answers(tokenizer: PreTrainedTokenizerFast) ->
     assert "json_valid" not in metrics
 
 
+def test_no_generation_scores_the_loss_only(tokenizer: PreTrainedTokenizerFast) -> None:
+    """LORAPLEX_EVAL_MAX_GENERATE=0 is allowed: no exact match (it divided by zero before)."""
+    rows = capital_rows(6, seed=2, as_json=True)
+    examples = render_rows(rows, tokenizer, MAX_LEN)
+    metrics = score(
+        fresh_lora(), tokenizer, rows, examples, batch_size=4, pad_id=0, max_generate=0,
+        max_new_tokens=6,
+    )
+    assert set(metrics) == KEYS - {"exact_match"}
+    assert metrics["eval_loss"] > 0
+
+
 def test_batched_generation_matches_one_by_one(
     trained: Trained, tokenizer: PreTrainedTokenizerFast
 ) -> None:
