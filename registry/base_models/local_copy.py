@@ -67,10 +67,11 @@ def confined(root: Path, name: str) -> Path:
     return path
 
 
-def _source(base: BaseModel, settings: Settings) -> BaseModelSource:
-    if not base.uri.startswith("s3://"):
-        return local_source(base.uri.removeprefix("file://"))
-    parsed = urlparse(base.uri)
+def source_for(uri: str, settings: Settings) -> BaseModelSource:
+    """The files a base model `uri` names: a local folder or an S3 prefix."""
+    if not uri.startswith("s3://"):
+        return local_source(uri.removeprefix("file://"))
+    parsed = urlparse(uri)
     store = open_store(
         f"s3://{parsed.netloc}",
         s3_endpoint_url=settings.s3_endpoint_url,
@@ -94,7 +95,7 @@ def base_model_path(base: BaseModel, settings: Settings) -> Path:
     dest = settings.resolved_cache_dir / "base-models" / "verified" / base.digest
     if dest.is_dir():
         return dest
-    source = _source(base, settings)
+    source = source_for(base.uri, settings)
     try:
         present = set(source.list_files())
     except BaseModelError as exc:

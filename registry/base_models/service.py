@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlparse
 
 from sqlalchemy.orm import Session
 
@@ -15,33 +14,23 @@ from registry.base_models.inspect import (
     ALL_FILES_KEY,
     BaseModelInfo,
     inspect_base_model,
-    local_source,
-    store_source,
 )
+from registry.base_models.local_copy import source_for
 from registry.base_models.repository import BaseModelRepository
 from registry.base_models.schemas import BaseModelCreate
 from registry.errors import Conflict, NotFound, Unprocessable
 from registry.models import BaseModel
 from registry.settings import Settings
-from registry.storage import StorageError, open_store
+from registry.storage import StorageError
 
 
 def _inspect(uri: str, settings: Settings) -> BaseModelInfo:
     try:
-        if uri.startswith("s3://"):
-            parsed = urlparse(uri)
-            store = open_store(
-                f"s3://{parsed.netloc}",
-                s3_endpoint_url=settings.s3_endpoint_url,
-                s3_region=settings.s3_region,
-                s3_access_key_id=settings.s3_access_key_id,
-                s3_secret_access_key=settings.s3_secret_access_key,
-            )
-            return inspect_base_model(store_source(store, parsed.path.strip("/")))
-        path = Path(uri.removeprefix("file://"))
-        if not path.is_absolute() or not path.is_dir():
-            raise Unprocessable(f"uri '{uri}' is not an absolute folder the registry can read")
-        return inspect_base_model(local_source(path))
+        if not uri.startswith("s3://"):
+            path = Path(uri.removeprefix("file://"))
+            if not path.is_absolute() or not path.is_dir():
+                raise Unprocessable(f"uri '{uri}' is not an absolute folder the registry can read")
+        return inspect_base_model(source_for(uri, settings))
     except (ValueError, StorageError, OSError) as exc:
         if isinstance(exc, Unprocessable):
             raise
