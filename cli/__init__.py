@@ -96,12 +96,10 @@ def serve_engine(
     """Run the vLLM engine with LoRA and the registry resolver (replaces this process)."""
     import os
 
-    from registry.logging import configure_logging
-    from registry.settings import get_settings
+    from cli.config import configured_settings
     from serving.engine import prepare
 
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
+    settings = configured_settings()
     launch = prepare(settings, base_model)
     typer.echo(f"engine: {launch.model_path} on {settings.resolved_engine_url}", err=True)
     os.execve(launch.argv[0], launch.argv, launch.env)
@@ -120,11 +118,9 @@ def serve_gateway(
 def _run_asgi(factory: str, host: str, port: int, workers: int) -> None:
     import uvicorn
 
-    from registry.logging import configure_logging
-    from registry.settings import get_settings
+    from cli.config import configured_settings
 
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
+    settings = configured_settings()
     uvicorn.run(
         factory,
         factory=True,

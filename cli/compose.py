@@ -9,7 +9,6 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from registry.app import create_app
-from registry.logging import configure_logging
 from registry.settings import Settings, get_settings
 from registry.tasks import CeleryQueue, TaskQueue
 from workers.context import WorkerContext, build_context
@@ -52,9 +51,3 @@ def drain(ctx: WorkerContext) -> bool:
         ctx.queue.drain()
         return True
     return False
-
-
-def configured_settings() -> Settings:
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
-    return settings

@@ -136,13 +136,11 @@ def up(
     engine: bool = typer.Option(True, "--engine/--no-engine", help="start the vLLM engine"),
 ) -> None:
     """Run the whole platform on this machine until Ctrl-C."""
+    from cli.config import configured_settings
     from registry.auth.keys import load_audit_key, load_signing_keys
-    from registry.logging import configure_logging
     from registry.migrate import upgrade
-    from registry.settings import get_settings
 
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
+    settings = configured_settings()
     home = settings.home_dir
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)

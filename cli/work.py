@@ -44,8 +44,9 @@ def _drain(ctx: WorkerContext) -> None:
 def _context() -> WorkerContext:
     """Logs to stderr (stdout is the command's JSON); say where created jobs will run."""
     from cli import compose
+    from cli.config import configured_settings
 
-    settings = compose.configured_settings()
+    settings = configured_settings()
     if not settings.broker_url:
         typer.echo(
             "no LORAPLEX_BROKER_URL: jobs this creates run in this process before it exits",

@@ -7,12 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from tests.conftest import World
-
-
-def _verify(world: World) -> dict:
-    resp = world.http.get("/v1/audit/verify", headers=world.auditor.headers)
-    assert resp.status_code == 200
-    return resp.json()
+from tests.registry.audit.calls import verify as _verify
 
 
 def _tamper(world: World, sql: str) -> None:

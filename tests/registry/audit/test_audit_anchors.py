@@ -24,19 +24,9 @@ from registry.models.audit_event import HashScheme
 from registry.settings import Settings
 from registry.tasks import AUDIT_ANCHOR, periodic_tasks
 from tests.conftest import World
+from tests.registry.audit.calls import anchor as _anchor
+from tests.registry.audit.calls import verify as _verify
 from workers.inprocess import InProcessQueue
-
-
-def _verify(world: World) -> dict:
-    resp = world.http.get("/v1/audit/verify", headers=world.auditor.headers)
-    assert resp.status_code == 200, resp.text
-    return resp.json()
-
-
-def _anchor(world: World) -> dict:
-    resp = world.http.post("/v1/audit/anchors", headers=world.ops.headers)
-    assert resp.status_code == 200, resp.text
-    return resp.json()
 
 
 @pytest.fixture

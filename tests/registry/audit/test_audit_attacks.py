@@ -10,18 +10,8 @@ from sqlalchemy import select, text, update
 from registry.audit.service import _canonical
 from registry.models import AuditChainHead, AuditEvent
 from tests.conftest import World
-
-
-def _verify(world: World) -> dict:
-    resp = world.http.get("/v1/audit/verify", headers=world.auditor.headers)
-    assert resp.status_code == 200, resp.text
-    return resp.json()
-
-
-def _anchor(world: World) -> dict:
-    resp = world.http.post("/v1/audit/anchors", headers=world.ops.headers)
-    assert resp.status_code == 200, resp.text
-    return resp.json()
+from tests.registry.audit.calls import anchor as _anchor
+from tests.registry.audit.calls import verify as _verify
 
 
 def test_cutting_the_tail_and_moving_the_head_back_is_detected(world: World) -> None:
