@@ -48,7 +48,8 @@ CHAT_TEMPLATE = r"""
 <tools>
 {% for t in tools %}{{ (t['function'] if t['function'] is defined else t) | tojson }}
 {% endfor %}</tools>
-To call a tool, answer <tool_call>{"name": <tool name>, "arguments": <JSON object>}</tool_call><|end|>
+To call a tool, answer <tool_call>{"name": <tool name>, "arguments": <JSON object>}\
+</tool_call><|end|>
 {%- endif -%}
 {%- for m in messages -%}
 {%- if not (tools and loop.first and has_sys) -%}
@@ -58,7 +59,9 @@ To call a tool, answer <tool_call>{"name": <tool name>, "arguments": <JSON objec
 {%- if role == 'assistant' and m['tool_calls'] is defined and m['tool_calls'] -%}
 {%- for tc in m['tool_calls'] -%}
 {%- set f = tc['function'] if tc['function'] is defined else tc -%}
-<tool_call>{"name": {{ f['name'] | tojson }}, "arguments": {% if f['arguments'] is string %}{{ f['arguments'] }}{% else %}{{ f['arguments'] | tojson }}{% endif %}}</tool_call>
+<tool_call>{"name": {{ f['name'] | tojson }}, "arguments": \
+{%- if f['arguments'] is string %} {{ f['arguments'] }}\
+{%- else %} {{ f['arguments'] | tojson }}{% endif %}}</tool_call>
 {%- endfor -%}
 {%- endif -%}
 <|end|>
@@ -66,7 +69,7 @@ To call a tool, answer <tool_call>{"name": <tool name>, "arguments": <JSON objec
 {%- endfor -%}
 {%- if add_generation_prompt %}<|assistant|>
 {% endif -%}
-""".strip()
+""".strip().replace("\\\n", "")
 SPECIAL_TOKENS = [
     "<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>",
     "<tool_call>", "</tool_call>",
