@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, String
+from sqlalchemy import JSON, BigInteger, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
@@ -25,5 +25,10 @@ class BaseModel(Base):
     num_layers: Mapped[int]
     module_shapes: Mapped[dict[str, list[int]]] = mapped_column(JSON)  # suffix -> [out, in]
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Whether the tokenizer's chat template renders `tools` and assistant `tool_calls` (found
+    # at registration by rendering a probe conversation), and which vLLM tool-call parser reads
+    # the model's calls back (given at registration; None: the engine serves no tool calling).
+    chat_template_tools: Mapped[bool] = mapped_column(default=False, server_default=false())
+    tool_call_parser: Mapped[str | None] = mapped_column(String(64))
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

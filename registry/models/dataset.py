@@ -27,6 +27,7 @@ class Dataset(Base):
     bytes: Mapped[int] = mapped_column(BigInteger)
     rows: Mapped[int]
     duplicates_dropped: Mapped[int]
+    tool_rows: Mapped[int] = mapped_column(default=0, server_default="0")  # rows with `tools`
     source_sha256: Mapped[str] = mapped_column(String(64))  # of the file as uploaded
     source_bytes: Mapped[int] = mapped_column(BigInteger)
     object_key: Mapped[str] = mapped_column(String(500))

@@ -37,6 +37,7 @@ class UsageRecord(Base):
     status_code: Mapped[int]
     prompt_tokens: Mapped[int] = mapped_column(default=0)
     completion_tokens: Mapped[int] = mapped_column(default=0)
+    tool_calls: Mapped[int] = mapped_column(default=0, server_default="0")  # calls returned
     latency_ms: Mapped[float]
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
