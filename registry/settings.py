@@ -68,10 +68,18 @@ class Settings(BaseSettings):
     # row), and an adapter's safetensors header (parsed in Python; a rank-64 adapter on 7
     # projections of 80 layers has ~1,100 tensors, ~130 KB of header).
     dataset_max_rows: int = Field(default=2_000_000, ge=1, description="rows per dataset")
+    # Tool-use chat rows (registry/datasets/tool_schemas.py): tools one row may define, and the
+    # JSON Schema work one row may take (keyword evaluations, tool schemas and call arguments
+    # together; ~10-20 us each), so a pathological schema cannot stall an upload.
+    dataset_max_tools: int = Field(default=128, ge=1, description="tools per chat row")
+    dataset_schema_steps: int = Field(default=50_000, ge=1000, le=10_000_000)
     adapter_max_header_bytes: int = Field(default=1 * MiB, ge=1024, le=100 * MiB)
     # Base models registered before every file was recorded: load their unrecorded files
     # unverified (a warning names them) instead of refusing; re-registering is the fix.
     base_model_allow_unregistered_files: bool = False
+    # Registration renders the chat template once with a probe conversation with tools (in a
+    # child process) to learn whether it renders tool calls; past this, the answer is "no".
+    chat_template_probe_seconds: float = Field(default=10.0, gt=0, le=300)
 
     max_lora_rank: int = Field(default=64, ge=1, description="highest LoRA rank accepted")
 
@@ -108,6 +116,8 @@ class Settings(BaseSettings):
     eval_max_generate: int = Field(
         default=64, ge=0, description="held-out examples scored by generation (exact match, JSON)"
     )
+    # Tokens generated per held-out answer: room for a tool call or two parallel ones.
+    eval_max_new_tokens: int = Field(default=128, ge=1, le=4096)
 
     # Serving: the vLLM engine (`loraplex serve engine`), its LoRA resolver, and the gateway.
     engine_host: str = Field(

@@ -25,10 +25,14 @@ class DatasetIngest:
         max_line_bytes: int,
         max_stored_bytes: int,
         max_rows: int,
+        max_tools: int = 128,
+        schema_steps: int = 50_000,
     ) -> None:
         self.store, self.tenant_id = store, tenant_id
         self.max_stored_bytes, self.max_rows = max_stored_bytes, max_rows
-        self.validator = DatasetValidator(max_line_bytes=max_line_bytes)
+        self.validator = DatasetValidator(
+            max_line_bytes=max_line_bytes, max_tools=max_tools, schema_steps=schema_steps
+        )
         self.source_hash = hashlib.sha256()
         self.source_bytes = 0
         self.filename = ""

@@ -18,6 +18,7 @@ class DatasetOut(BaseModel):
     sha256: str
     bytes: int
     rows: int
+    tool_rows: int  # rows with a `tools` list or an assistant tool call
     duplicates_dropped: int
     source_sha256: str
     source_bytes: int

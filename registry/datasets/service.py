@@ -51,6 +51,8 @@ class DatasetService:
             max_line_bytes=settings.max_line_bytes,
             max_stored_bytes=tenant.quota_dataset_bytes,
             max_rows=settings.dataset_max_rows,
+            max_tools=settings.dataset_max_tools,
+            schema_steps=settings.dataset_schema_steps,
         )
         try:
             form = await read_streaming_form(
@@ -134,6 +136,7 @@ class DatasetService:
             sha256=stored.sha256,
             bytes=stored.size,
             rows=report.rows,
+            tool_rows=report.tool_rows,
             duplicates_dropped=report.duplicates,
             source_sha256=ingest.source_hash.hexdigest(),
             source_bytes=ingest.source_bytes,
@@ -154,6 +157,7 @@ class DatasetService:
                 "version": dataset.version,
                 "sha256": dataset.sha256,
                 "rows": dataset.rows,
+                "tool_rows": dataset.tool_rows,
                 "duplicates_dropped": dataset.duplicates_dropped,
                 "filename": ingest.filename,
             },

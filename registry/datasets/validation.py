@@ -27,10 +27,13 @@ from typing import Any
 
 import orjson
 
+from registry.datasets.chat_rows import ChatRows
+from registry.datasets.tool_schemas import json_type as _json_type
+from registry.datasets.tool_schemas import show as _show
+
 CHAT = "chat"
 PROMPT_COMPLETION = "prompt_completion"
 
-_ROLES = frozenset({"system", "user", "assistant"})
 _FORMAT_LABELS = {CHAT: "chat", PROMPT_COMPLETION: "prompt/completion"}
 _BOM = b"\xef\xbb\xbf"
 
@@ -49,6 +52,7 @@ class ValidationReport:
     duplicates: int = 0  # valid rows dropped as exact duplicates of an earlier row
     invalid: int = 0  # invalid lines (all of them, not only those in `errors`)
     blank: int = 0  # blank or whitespace-only lines, skipped
+    tool_rows: int = 0  # kept chat rows with a `tools` list or a tool call
     errors: list[LineError] = field(default_factory=list)  # the first `max_errors` only
 
     def to_dict(self) -> dict[str, object]:
@@ -59,6 +63,7 @@ class ValidationReport:
             "duplicates": self.duplicates,
             "invalid": self.invalid,
             "blank": self.blank,
+            "tool_rows": self.tool_rows,
             "errors": [{"line": e.line, "reason": e.reason} for e in self.errors],
         }
 
@@ -107,7 +112,14 @@ class DigestSet:
 class DatasetValidator:
     """Validates one upload: call `feed` per chunk, then `finish` once."""
 
-    def __init__(self, *, max_line_bytes: int = 1 << 20, max_errors: int = 20) -> None:
+    def __init__(
+        self,
+        *,
+        max_line_bytes: int = 1 << 20,
+        max_errors: int = 20,
+        max_tools: int = 128,
+        schema_steps: int = 50_000,
+    ) -> None:
         if max_line_bytes < 1:
             raise ValueError("max_line_bytes must be at least 1")
         if max_errors < 1:
@@ -122,6 +134,8 @@ class DatasetValidator:
         self._seen = DigestSet()
         self._format_line = 0
         self._finished = False
+        self._chat = ChatRows(max_tools=max_tools, schema_steps=schema_steps)
+        self._uses_tools = False  # whether the row just checked has tools or tool calls
 
     @property
     def ok(self) -> bool:
@@ -238,6 +252,7 @@ class DatasetValidator:
             rep.duplicates += 1
             return
         rep.rows += 1
+        rep.tool_rows += self._uses_tools
         if not rep.invalid:
             out.append(raw + b"\n")
 
@@ -257,7 +272,11 @@ class DatasetValidator:
                 f"this row is in {_FORMAT_LABELS[kind]} format, but line {self._format_line} "
                 f"set the file's format to {_FORMAT_LABELS[fmt]}; use one format per file"
             )
-        reason = _check_chat(obj) if kind == CHAT else _check_prompt_completion(obj)
+        self._uses_tools = False
+        if kind == CHAT:
+            reason, self._uses_tools = self._chat.check(obj)
+        else:
+            reason = _check_prompt_completion(obj)
         if reason is None and fmt is None:
             self.report.format = kind
             self._format_line = lineno
@@ -270,43 +289,6 @@ class DatasetValidator:
     def _error(self, lineno: int, reason: str) -> None:
         if len(self.report.errors) < self._max_errors:
             self.report.errors.append(LineError(lineno, reason))
-
-
-def _check_chat(obj: dict[str, Any]) -> str | None:
-    messages = obj["messages"]
-    if not isinstance(messages, list):
-        return f'"messages" must be a list of messages, got {_json_type(messages)}'
-    if not messages:
-        return '"messages" is empty; add at least a user and an assistant message'
-    has_assistant = False
-    role: object = None
-    for i, msg in enumerate(messages, 1):
-        if not isinstance(msg, dict):
-            return f"message {i}: expected an object, got {_json_type(msg)}"
-        role = msg.get("role")
-        if not isinstance(role, str) or role not in _ROLES:
-            if "role" not in msg:
-                return f'message {i}: missing "role"; use system, user or assistant'
-            return (
-                f"message {i}: role {_show(role)} is not supported; use system, user or assistant"
-            )
-        content = msg.get("content")
-        if not isinstance(content, str):
-            if "content" not in msg:
-                return f'message {i}: missing "content"'
-            return f"message {i}: content must be a string, got {_json_type(content)}"
-        if not content or content.isspace():
-            return f"message {i}: content is empty or only whitespace"
-        if role == "assistant":
-            has_assistant = True
-    if not has_assistant:
-        return "no assistant message; add the assistant reply the adapter should learn"
-    if role != "assistant":
-        return (
-            f"the last message (message {len(messages)}) is from {role}, not assistant; "
-            "end the conversation with the assistant reply to train on"
-        )
-    return None
 
 
 def _check_prompt_completion(obj: dict[str, Any]) -> str | None:
@@ -330,25 +312,6 @@ def _json_reason(raw: bytes, exc: orjson.JSONDecodeError) -> str:
     if raw.startswith(_BOM):
         return "line starts with a UTF-8 byte order mark (BOM); save as UTF-8 without BOM"
     return f"invalid JSON: {exc.msg} at column {exc.colno}"
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def _show(value: object, limit: int = 40) -> str:
-    text = repr(value) if isinstance(value, str) else orjson.dumps(value).decode()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _keys(obj: dict[str, Any], limit: int = 5) -> str:

@@ -91,7 +91,7 @@ def test_same_content_is_idempotent_new_content_is_a_new_version(world: World) -
             b'{"messages": [{"role": "tool", "content": "x"}, '
             b'{"role": "assistant", "content": "y"}]}\n',
             1,
-            "role 'tool'",
+            "tool_call_id",
         ),
         (
             b'{"messages": [{"role": "user", "content": "  "}, '

@@ -98,6 +98,7 @@ def test_to_dict() -> None:
         "duplicates": 0,
         "invalid": 1,
         "blank": 0,
+        "tool_rows": 0,
         "errors": [{"line": 2, "reason": "expected a JSON object, got an array"}],
     }
 
@@ -167,16 +168,18 @@ def test_format_mismatch_names_prompt_completion() -> None:
             "message 2: expected an object, got a number",
         ),
         (
-            chat(("user", "a"), ("tool", "b"), ("assistant", "c")),
-            "message 2: role 'tool' is not supported; use system, user or assistant",
+            chat(("user", "a"), ("critic", "b"), ("assistant", "c")),
+            "message 2: role 'critic' is not supported; "
+            "use system, developer, user, assistant or tool",
         ),
         (
             b'{"messages": [{"role": ["user"], "content": "a"}]}',
-            'message 1: role ["user"] is not supported; use system, user or assistant',
+            'message 1: role ["user"] is not supported; '
+            "use system, developer, user, assistant or tool",
         ),
         (
             b'{"messages": [{"content": "a"}]}',
-            'message 1: missing "role"; use system, user or assistant',
+            'message 1: missing "role"; use system, developer, user, assistant or tool',
         ),
         (b'{"messages": [{"role": "user"}]}', 'message 1: missing "content"'),
         (
@@ -209,7 +212,7 @@ def test_chat_rules(row: bytes, reason: str) -> None:
 def test_chat_allows_unknown_keys() -> None:
     row = (
         b'{"id": 7, "messages": [{"role": "user", "content": "a", "name": "bob"},'
-        b' {"role": "assistant", "content": "b", "weight": 0}]}'
+        b' {"role": "assistant", "content": "b", "weight": 1}]}'
     )
     v, _ = run(row + b"\n")
     assert v.ok
