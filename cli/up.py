@@ -77,13 +77,16 @@ def _ops_client(settings_home: Path) -> tuple[dict[str, str], bool]:
     return creds, True
 
 
-def _base_model(name: str, path: Path | None, home: Path, env: dict[str, str]) -> None:
+def _base_model(
+    name: str, path: Path | None, home: Path, env: dict[str, str], tool_call_parser: str | None
+) -> None:
     """Register `name` (building the tiny base model under home on first start)."""
     from registry.auth.principal import Principal
     from registry.base_models.repository import BaseModelRepository
     from registry.base_models.schemas import BaseModelCreate
     from registry.base_models.service import base_models
     from registry.db import make_engine, make_sessionmaker, run_unit_of_work
+    from registry.errors import LoraplexError
     from registry.settings import get_settings
 
     settings = get_settings()
@@ -96,14 +99,26 @@ def _base_model(name: str, path: Path | None, home: Path, env: dict[str, str]) -
         if not (folder / "model.safetensors").exists():
             console.print(f"building the tiny base model into {folder} (about 2 min, once)")
             subprocess.run([*CLI, "dev", "make-base-model", str(folder)], env=env, check=True)
-        for session in run_unit_of_work(make_sessionmaker(engine)):
-            base_models.register(
-                session,
-                actor=Principal.local_operator("loraplex-up"),
-                data=BaseModelCreate(name=name, uri=str(folder)),
-                settings=settings,
-            )
-        console.print(f"registered base model {name} from {folder}")
+        try:
+            for session in run_unit_of_work(make_sessionmaker(engine)):
+                base_models.register(
+                    session,
+                    actor=Principal.local_operator("loraplex-up"),
+                    data=BaseModelCreate(
+                        name=name, uri=str(folder), tool_call_parser=tool_call_parser
+                    ),
+                    settings=settings,
+                )
+        except (ValueError, LoraplexError) as exc:  # pydantic's ValidationError is a ValueError
+            console.print(f"[red]cannot register base model {name}: {exc}[/red]")
+            if tool_call_parser:
+                console.print(
+                    "--tool-call-parser none serves it without tool calling; a tiny model built "
+                    "before tool calling needs a rebuild: loraplex dev make-base-model PATH --force"
+                )
+            raise typer.Exit(1) from None
+        calls = f"tool calls read by '{tool_call_parser}'" if tool_call_parser else "no tool calls"
+        console.print(f"registered base model {name} from {folder} ({calls})")
     finally:
         engine.dispose()
 
@@ -134,6 +149,11 @@ def up(
     base_model: str = typer.Option("tiny-chat", help="base model to register and serve"),
     base_model_path: Path = typer.Option(None, help="use this folder instead of building one"),
     engine: bool = typer.Option(True, "--engine/--no-engine", help="start the vLLM engine"),
+    tool_call_parser: str = typer.Option(
+        "hermes",
+        help="vLLM tool-call parser registered with the base model (the tiny model's template "
+        "is Hermes style); 'none' serves no tool calling",
+    ),
 ) -> None:
     """Run the whole platform on this machine until Ctrl-C."""
     from cli.config import configured_settings
@@ -155,7 +175,8 @@ def up(
         "LORAPLEX_ENGINE_BASE_MODEL": base_model,
     }
     creds, created = _ops_client(home)
-    _base_model(base_model, base_model_path, home, env)
+    parser = None if tool_call_parser.lower() == "none" else tool_call_parser
+    _base_model(base_model, base_model_path, home, env, parser)
 
     registry_url, gateway_url = f"http://{host}:{port}", f"http://{host}:{gateway_port}"
     children = [

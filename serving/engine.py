@@ -60,7 +60,11 @@ def local_base_model(settings: Settings, name: str) -> tuple[BaseModel, Path]:
     return base, base_model_path(base, settings)
 
 
-def build_launch(settings: Settings, base_name: str, model_path: Path) -> EngineLaunch:
+def build_launch(
+    settings: Settings, base_name: str, model_path: Path, *, tool_call_parser: str | None = None
+) -> EngineLaunch:
+    """vLLM's command line and environment; with a `tool_call_parser` (the base model's, from
+    registration) the engine answers `tools` requests with parsed `tool_calls`."""
     argv = [
         sys.executable,
         "-m",
@@ -89,6 +93,8 @@ def build_launch(settings: Settings, base_name: str, model_path: Path) -> Engine
         argv += ["--max-model-len", str(settings.engine_max_model_len)]
     if settings.engine_max_num_seqs:
         argv += ["--max-num-seqs", str(settings.engine_max_num_seqs)]
+    if tool_call_parser:
+        argv += ["--enable-auto-tool-choice", "--tool-call-parser", tool_call_parser]
     argv += shlex.split(settings.engine_extra_args)
     env = dict(os.environ)
     env.update(
@@ -109,5 +115,5 @@ def prepare(settings: Settings, base_name: str | None = None) -> EngineLaunch:
     name = base_name or settings.engine_base_model
     if not name:
         raise RuntimeError("name the base model: --base-model or LORAPLEX_ENGINE_BASE_MODEL")
-    _, path = local_base_model(settings, name)
-    return build_launch(settings, name, path)
+    base, path = local_base_model(settings, name)
+    return build_launch(settings, name, path, tool_call_parser=base.tool_call_parser)

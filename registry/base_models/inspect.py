@@ -14,7 +14,8 @@ Decisions:
 * Files in subfolders and dot-files are ignored (loaders read neither) and never copied.
 * Pickle files (`*.bin`, `*.pt`, ...) are refused even next to safetensors weights: a loader
   may fall back to them, and they can run code. Files other than weights are capped at
-  `MAX_AUX_FILE_BYTES`.
+  `MAX_AUX_FILE_BYTES`; the chat template's files (`chat_template.py`) at `MAX_JSON_BYTES`:
+  they are read whole, to find out whether the template renders tool calls.
 * Only weights the index names (or all top-level `*.safetensors` without an index) are parsed;
   other `*.safetensors` files (e.g. a duplicate `consolidated.safetensors`) are only hashed.
 * Names must be plain file names (no "..", "/", "\\", NUL): they become local paths.
@@ -36,6 +37,7 @@ from typing import Any, Protocol
 import orjson
 
 from registry.adapters.safetensors import HeaderReader, SafetensorsError, SafetensorsHeader
+from registry.base_models.chat_template import TEMPLATE_FILES, ChatTemplate, find_chat_template
 from registry.storage.base import TMP_PREFIX, ObjectStore
 
 CONFIG = "config.json"
@@ -71,6 +73,7 @@ class BaseModelInfo:
     num_layers: int
     module_shapes: dict[str, list[int]]  # "self_attn.q_proj" -> [out_features, in_features]
     config: dict[str, Any]
+    chat_template: ChatTemplate | None = None  # read at registration only, not stored
 
 
 class BaseModelSource(Protocol):
@@ -193,7 +196,12 @@ def inspect_base_model(source: BaseModelSource) -> BaseModelInfo:
             if tensor not in headers[shard].tensors:
                 raise BaseModelError(f"{INDEX} puts tensor {tensor!r} in {shard}, which lacks it")
 
+    templates: dict[str, bytes] = {}
     for name in sorted(top - files.keys()):  # tokenizer, chat template, generation config...
+        if name in TEMPLATE_FILES:  # read as hashed: the probed template is the digested one
+            templates[name], files[name] = _read_small(source, name)
+            total += len(templates[name])
+            continue
         files[name], size = _hash(source, name)
         total += size
 
@@ -211,6 +219,7 @@ def inspect_base_model(source: BaseModelSource) -> BaseModelInfo:
         num_layers=num_layers,
         module_shapes=_module_shapes(headers, num_layers),
         config={k: config[k] for k in CONFIG_FIELDS if k in config},
+        chat_template=find_chat_template(templates),
     )
 
 

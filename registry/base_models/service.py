@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from registry.audit.service import audit
 from registry.auth.principal import Principal
+from registry.base_models.chat_template import probe_tool_support
 from registry.base_models.inspect import (
     ALL_FILES_KEY,
     BaseModelInfo,
@@ -69,6 +70,14 @@ class BaseModelService:
                 f"the files at '{data.uri}' have digest {info.digest}, not the expected "
                 f"{data.expected_digest}"
             )
+        tools = probe_tool_support(info.chat_template, timeout=settings.chat_template_probe_seconds)
+        if data.tool_call_parser and not tools.renders_tools:
+            raise Unprocessable(
+                f"tool_call_parser '{data.tool_call_parser}' needs a chat template that renders "
+                f"`tools` and assistant `tool_calls`, and the one at '{data.uri}' does not: "
+                f"{tools.reason}. Register the model without tool_call_parser (no tool calling "
+                "is served), or with a template that renders them"
+            )
         model = BaseModel(
             name=data.name,
             uri=data.uri,
@@ -79,6 +88,8 @@ class BaseModelService:
             num_layers=info.num_layers,
             module_shapes=info.module_shapes,
             config={**info.config, "model_type": info.model_type, ALL_FILES_KEY: True},
+            chat_template_tools=tools.renders_tools,
+            tool_call_parser=data.tool_call_parser,
             created_by=actor.subject,
         )
         repo.add(model)
@@ -89,7 +100,12 @@ class BaseModelService:
             action="base_model.create",
             target_type="base_model",
             target_id=model.name,
-            details={"uri": model.uri, "digest": model.digest},
+            details={
+                "uri": model.uri,
+                "digest": model.digest,
+                "chat_template_tools": model.chat_template_tools,
+                "tool_call_parser": model.tool_call_parser,
+            },
         )
         return model
 

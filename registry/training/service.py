@@ -20,7 +20,7 @@ from registry.base_models.repository import BaseModelRepository
 from registry.datasets.repository import DatasetRepository
 from registry.db import after_commit
 from registry.errors import Conflict, NotFound, Unprocessable, require
-from registry.models import Dataset, Tenant, TrainingJob, TrainingJobEvent
+from registry.models import BaseModel, Dataset, Tenant, TrainingJob, TrainingJobEvent
 from registry.settings import Settings
 from registry.tasks import TRAIN, TaskQueue
 from registry.training.repository import PlatformJobRepository, TrainingJobRepository
@@ -46,6 +46,19 @@ def _merge_config(base: dict[str, Any], overrides: dict[str, Any]) -> TrainingCo
             for e in exc.errors()
         ]
         raise Unprocessable(problems[0], problems=problems) from exc
+
+
+def _check_tools(base: BaseModel, datasets: builtins.list[Dataset]) -> None:
+    """Rows with `tools` are rendered through the base model's template, which must show them."""
+    with_tools = [d for d in datasets if d.tool_rows > 0]
+    if with_tools and not base.chat_template_tools:
+        names = ", ".join(f"'{d.name}' v{d.version} ({d.tool_rows} rows)" for d in with_tools)
+        raise Unprocessable(
+            f"base model '{base.name}''s chat template cannot render tools, and dataset(s) "
+            f"{names} have rows with `tools`: register a base model whose template renders "
+            "`tools` and `tool_calls` (Hermes style, e.g. Qwen2.5 or loraplex's tiny dev "
+            "model) or upload rows without tools"
+        )
 
 
 class TrainingService:
@@ -84,6 +97,7 @@ class TrainingService:
         config = _merge_config(adapter.training_config, data.hyperparameters)
         base = require(BaseModelRepository(session).get(adapter.base_model_id), "base model")
         adapters.check_config(base, config, settings)
+        _check_tools(base, train + ([validation] if validation else []))
 
         job_id = uuid.uuid4()
         links = [(d, "train") for d in train] + ([(validation, "validation")] if validation else [])
