@@ -119,12 +119,7 @@ class _StoreSource:
 
 def check_name(name: str) -> str:
     """`name` if it is a plain file name, safe to use as a local path; else BaseModelError."""
-    if (
-        not name
-        or name in (".", "..")
-        or any(c in name for c in "/\\\0")
-        or name != name.strip()
-    ):
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name != name.strip():
         raise BaseModelError(
             f"file name {name!r} cannot be used: a base model's files must have plain names "
             "(no '/', '\\', '..', NUL or surrounding spaces)"
