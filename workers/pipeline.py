@@ -235,11 +235,12 @@ def publish_artifact(run: Run, folder: Path) -> None:
 def evaluate(run: Run) -> dict[str, dict[str, float]]:
     """Candidate, base model (adapter disabled) and production (loaded beside it, verified
     against its manifest), all on the same held-out rows."""
-    from workers.training.evaluate import score
+    from workers.training.evaluate import row_kinds, score
 
     run.stage("evaluating")
     settings, model = run.ctx.settings, run.model
     started = time.monotonic()
+    run.metrics["generated"] = row_kinds(run.heldout_rows[: settings.eval_max_generate])
 
     def scored() -> dict[str, float]:
         metrics = score(
@@ -250,6 +251,8 @@ def evaluate(run: Run) -> dict[str, dict[str, float]]:
             batch_size=max(1, min(run.cfg["batch_size"], 16)),
             pad_id=run.pad_id,
             max_generate=settings.eval_max_generate,
+            max_new_tokens=settings.eval_max_new_tokens,
+            schema_steps=settings.dataset_schema_steps,
         )
         return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
@@ -288,7 +291,11 @@ def finish(run: Run, scores: dict[str, dict[str, float]]) -> None:
             inputs=inputs,
             suite=f"heldout-{run.heldout_digest[:12]}",
             scores=scores,
-            details={"heldout_rows": len(run.heldout_rows), "heldout_sha256": run.heldout_digest},
+            details={
+                "heldout_rows": len(run.heldout_rows),
+                "heldout_sha256": run.heldout_digest,
+                "generated_rows": run.metrics["generated"],  # rows behind each metric, by kind
+            },
         )
         lifecycle.succeed(
             session,

@@ -12,7 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 LOWER_IS_BETTER = frozenset({"eval_loss", "perplexity"})
-KNOWN_METRICS = frozenset({"eval_loss", "perplexity", "exact_match", "json_valid"})
+# tool calling (held-out rows that call tools, or answer in text while tools are offered)
+TOOL_METRICS = ("tool_name_accuracy", "tool_args_valid", "tool_call_exact", "no_call_accuracy")
+KNOWN_METRICS = frozenset({"eval_loss", "perplexity", "exact_match", "json_valid", *TOOL_METRICS})
 
 
 class PromotionPolicy(BaseModel):
@@ -28,7 +30,10 @@ class PromotionPolicy(BaseModel):
     margin: float = Field(
         default=0.0, ge=0.0, allow_inf_nan=False, description="required improvement, absolute"
     )
-    guard_metrics: list[str] = Field(default_factory=lambda: ["exact_match", "json_valid"])
+    # each guarded only where both sides have it (a plain dataset has no tool metrics)
+    guard_metrics: list[str] = Field(
+        default_factory=lambda: ["exact_match", "json_valid", *TOOL_METRICS]
+    )
     tolerance: float = Field(
         default=0.02, ge=0.0, allow_inf_nan=False, description="allowed regression, absolute"
     )

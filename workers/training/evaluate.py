@@ -1,4 +1,5 @@
-"""Score a model on held-out rows: loss, perplexity, exact match of greedy answers, JSON validity.
+"""Score a model on held-out rows: loss, perplexity, exact match of greedy answers, JSON validity,
+and tool calling (names, valid arguments, exact calls, answering in text when that is right).
 
 Whatever adapter state the caller set up is what gets scored: the active LoRA adapter, the base
 model inside `with model.disable_adapter():`, or one of several loaded adapters after
@@ -15,8 +16,16 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from workers.training.data import Example, prompt_and_answer, prompt_ids
+from registry.adapters.promotion import TOOL_METRICS
+from registry.datasets.tool_schemas import ToolSchemas
+from registry.settings import Settings
+from workers.training import toolcalls
+from workers.training.data import Example, prompt_and_answer, prompt_ids, row_tools
 from workers.training.loop import mean_loss
+from workers.training.toolcalls import Answer
+
+# LORAPLEX_DATASET_SCHEMA_STEPS' default: the upload's per-row budget for schema checks
+SCHEMA_STEPS: int = Settings.model_fields["dataset_schema_steps"].default
 
 
 def _parses(text: str, *, container: bool = False) -> bool:
@@ -91,6 +100,56 @@ def generate_answers(
     return answers
 
 
+def row_kinds(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many rows each generation metric averages over: `text_rows` (the reference is text:
+    exact_match, json_valid), `tool_call_rows` (the reference calls tools: tool_name_accuracy,
+    tool_args_valid, tool_call_exact) and `no_call_rows` (text while tools are offered:
+    no_call_accuracy)."""
+    kinds = {"text_rows": 0, "tool_call_rows": 0, "no_call_rows": 0}
+    for row in rows:
+        calls = prompt_and_answer(row)[1].calls
+        kinds["tool_call_rows" if calls else "text_rows"] += 1
+        kinds["no_call_rows"] += int(not calls and bool(row_tools(row)))
+    return kinds
+
+
+def answer_metrics(
+    rows: list[dict[str, Any]], generated: list[str], *, schema_steps: int = SCHEMA_STEPS
+) -> dict[str, float]:
+    """Generation metrics of `generated` (raw text, one per row) against each row's reference.
+
+    `exact_match` (stripped text equal) and `json_valid` are over rows whose reference is text,
+    so a plain dataset scores as before; `json_valid` only when most of those references are
+    JSON objects or arrays. The tool metrics are over the rows of their kind (see `row_kinds`),
+    with calls read as vLLM's hermes parser reads them and arguments checked against the
+    tools' schemas within `schema_steps` per row. A metric with no rows is left out.
+    """
+    schemas = ToolSchemas(max_steps=schema_steps)
+    text: list[tuple[str, str]] = []
+    tool: dict[str, list[bool]] = {name: [] for name in TOOL_METRICS}
+    for row, raw in zip(rows, generated, strict=True):
+        reference: Answer = prompt_and_answer(row)[1]
+        tools = row_tools(row)
+        got = toolcalls.parse(raw)
+        if not reference.calls:
+            text.append((raw.strip(), reference.text.strip()))
+            if tools:
+                tool["no_call_accuracy"].append(not got.calls)
+            continue
+        tool["tool_name_accuracy"].append(toolcalls.names_match(got.calls, reference.calls))
+        tool["tool_args_valid"].append(toolcalls.args_valid(got.calls, tools, schemas))
+        tool["tool_call_exact"].append(toolcalls.calls_equal(got.calls, reference.calls))
+    metrics: dict[str, float] = {}
+    if text:
+        metrics["exact_match"] = sum(g == r for g, r in text) / len(text)
+        if 2 * sum(_parses(r, container=True) for _, r in text) > len(text):
+            metrics["json_valid"] = sum(_parses(g) for g, _ in text) / len(text)
+    for name, hits in tool.items():
+        if hits:
+            metrics[name] = sum(hits) / len(hits)
+    return metrics
+
+
 def score(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -100,27 +159,15 @@ def score(
     batch_size: int,
     pad_id: int,
     max_generate: int = 64,
-    max_new_tokens: int = 96,
+    max_new_tokens: int = 128,
+    schema_steps: int = SCHEMA_STEPS,
 ) -> dict[str, float]:
     """Metrics on held-out data: `examples` (usually `render_rows(rows)`) for the loss, the first
-    `max_generate` of `rows` for generation.
-
-    `json_valid` is reported only when most reference answers are JSON objects or arrays.
-    """
+    `max_generate` of `rows` for generation (`answer_metrics`)."""
     if not rows:
         raise ValueError("no rows to generate from")
     eval_loss, n_tokens = mean_loss(model, examples, batch_size=batch_size, pad_id=pad_id)
     picked = rows[:max_generate]
-    references = [prompt_and_answer(row)[1].strip() for row in picked]
-    generated = generate_answers(
-        model,
-        tokenizer,
-        [prompt_ids(row, tokenizer) for row in picked],
-        batch_size=batch_size,
-        pad_id=pad_id,
-        max_new_tokens=max_new_tokens,
-    )
-    generated = [g.strip() for g in generated]
     metrics = {
         "eval_loss": eval_loss,
         "perplexity": math.exp(min(eval_loss, 700.0)),
@@ -129,8 +176,12 @@ def score(
     }
     if not picked:  # max_generate 0: loss and perplexity only
         return metrics
-    matches = sum(g == r for g, r in zip(generated, references, strict=True))
-    metrics["exact_match"] = matches / len(picked)
-    if 2 * sum(_parses(r, container=True) for r in references) > len(references):
-        metrics["json_valid"] = sum(_parses(g) for g in generated) / len(generated)
-    return metrics
+    generated = generate_answers(
+        model,
+        tokenizer,
+        [prompt_ids(row, tokenizer) for row in picked],
+        batch_size=batch_size,
+        pad_id=pad_id,
+        max_new_tokens=max_new_tokens,
+    )
+    return {**metrics, **answer_metrics(picked, generated, schema_steps=schema_steps)}

@@ -59,3 +59,16 @@ def test_missing_primary_is_not_promoted() -> None:
 def test_unknown_metric_names_are_refused() -> None:
     with pytest.raises(ValidationError, match="unknown metrics"):
         _auto(guard_metrics=["bleu"])
+
+
+def test_default_guards_tool_calling_when_both_sides_have_it() -> None:
+    """A lower loss does not buy a version that calls tools worse; plain datasets (no tool
+    metrics on either side) are gated as before."""
+    incumbent = {**INCUMBENT, "tool_call_exact": 0.6, "no_call_accuracy": 0.9}
+    worse = {**incumbent, "eval_loss": 0.5, "tool_call_exact": 0.3}
+    d = decide(_auto(), worse, incumbent, "production v2")
+    assert not d.promote and "lost to production v2 on tool_call_exact" in d.reason
+    assert decide(_auto(), {**incumbent, "eval_loss": 0.5}, incumbent, "p").promote
+    assert decide(_auto(), {**INCUMBENT, "eval_loss": 0.5}, INCUMBENT, "p").promote
+    for metric in ("tool_name_accuracy", "tool_args_valid", "tool_call_exact", "no_call_accuracy"):
+        assert _auto(primary_metric=metric).primary_metric == metric

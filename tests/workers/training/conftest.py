@@ -30,6 +30,19 @@ def tokenizer() -> PreTrainedTokenizerFast:
     return build_tokenizer(chat_text(capital_rows(200) + capital_rows(60, as_json=True)))
 
 
+@pytest.fixture(scope="session")
+def real_tokenizer() -> PreTrainedTokenizerFast:
+    """The tiny base model's tokenizer and chat template (built from its corpus in a second;
+    the model's weights are not needed)."""
+    from workers.devmodel.build import CORPUS, BuildOptions, train_tokenizer, wrap_tokenizer
+
+    text = CORPUS.read_text(encoding="utf-8")
+    options = BuildOptions()
+    return wrap_tokenizer(
+        train_tokenizer(text, options.vocab_size), options.max_position_embeddings
+    )
+
+
 def fresh_lora(seed: int = 0, dropout: float = 0.0) -> PeftModel:
     model = build_model(seed=seed, init_std=INIT_STD)
     return attach_lora(model, rank=8, alpha=16, dropout=dropout, target_modules=TARGETS, seed=seed)

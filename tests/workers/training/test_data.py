@@ -16,6 +16,7 @@ from workers.training.data import (
     render_rows,
     split_heldout,
 )
+from workers.training.toolcalls import Answer
 
 CHAT = {
     "messages": [
@@ -87,7 +88,7 @@ def test_bad_rows_and_templates_are_refused(tokenizer: PreTrainedTokenizerFast) 
     with pytest.raises(ValueError, match="prompt"):
         render_row({"text": "hi"}, tokenizer, 64)
     with pytest.raises(ValueError, match="role"):
-        render_row({"messages": [{"role": "tool", "content": "x"}]}, tokenizer, 64)
+        render_row({"messages": [{"role": "function", "content": "x"}]}, tokenizer, 64)
     saved = tokenizer.chat_template
     # renders the final message differently: not incremental
     tokenizer.chat_template = (
@@ -118,8 +119,8 @@ def test_split_is_deterministic_and_order_independent() -> None:
 
 def test_prompt_and_answer_and_prompt_ids(tokenizer: PreTrainedTokenizerFast) -> None:
     prompt, answer = prompt_and_answer(CHAT)
-    assert answer == "Lima" and prompt == CHAT["messages"][:4]
-    assert prompt_and_answer({"prompt": "p", "completion": "c"}) == ("p", "c")
+    assert answer == Answer("Lima") and answer.text == "Lima" and prompt == CHAT["messages"][:4]
+    assert prompt_and_answer({"prompt": "p", "completion": "c"}) == ("p", Answer("c"))
     ids = prompt_ids(CHAT, tokenizer)
     example = render_row(CHAT, tokenizer, 512)
     assert example is not None

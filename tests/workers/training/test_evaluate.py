@@ -95,7 +95,13 @@ def test_no_generation_scores_the_loss_only(tokenizer: PreTrainedTokenizerFast) 
     rows = capital_rows(6, seed=2, as_json=True)
     examples = render_rows(rows, tokenizer, MAX_LEN)
     metrics = score(
-        fresh_lora(), tokenizer, rows, examples, batch_size=4, pad_id=0, max_generate=0,
+        fresh_lora(),
+        tokenizer,
+        rows,
+        examples,
+        batch_size=4,
+        pad_id=0,
+        max_generate=0,
         max_new_tokens=6,
     )
     assert set(metrics) == KEYS - {"exact_match"}
