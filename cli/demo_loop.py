@@ -1,10 +1,10 @@
 """`loraplex demo` (`make demo`): the whole loop on this machine, told as it goes.
 
-`loraplex up` in a fresh home; two tenants with their own data and adapters, trained, evaluated
-and promoted; each tenant's requests answered by its own adapter through the gateway; a
-quarterly schedule fired by hand (`loraplex schedules tick --now`); drift from shifted live
-traffic (`loraplex drift compute`) starting a retrain; the lineage of the final version as a
-tree and as an SVG picture; the audit chain verified.
+`loraplex up` in a fresh home; three tenants with their own data and adapters (one an agent
+that calls its tools), trained, evaluated and promoted; each tenant's requests answered by its
+own adapter through the gateway; a quarterly schedule fired by hand (`loraplex schedules tick
+--now`); drift from shifted live traffic (`loraplex drift compute`) starting a retrain; the
+lineage of the final version as a tree and as an SVG picture; the audit chain verified.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import httpx
 import typer
 from rich.console import Console
 
+from cli import demo_agent
 from cli.client import Api
 from cli.lineage_view import svg, tree
 from cli.remote import follow_job
@@ -33,7 +34,13 @@ from workers.devmodel.samples import ORDERS_SYSTEM, SUPPORT_SYSTEM, sample_rows,
 console = Console()
 CLI = [sys.executable, "-m", "cli"]
 TRAINING = {"learning_rate": 0.008, "batch_size": 8, "rank": 8, "max_seq_length": 512}
-EPOCHS = {"orders": 5, "support": 10}
+EPOCHS = {"orders": 5, "support": 10, "agent": 5}
+# slug -> (adapter, kind of sample data)
+TENANTS = {
+    "acme": ("orders", "orders"),
+    "globex": ("support", "support"),
+    "initech": ("desk", "agent"),
+}
 ASK = {
     "acme": ("orders", ORDERS_SYSTEM, "Please send 3 apples to Alice."),
     "globex": ("support", SUPPORT_SYSTEM, "Where is my parcel?"),
@@ -47,10 +54,18 @@ def base_model_dir() -> Path:
 
 
 def ensure_base_model(env: dict[str, str]) -> Path:
+    """The cached model when it was built by this builder with the default options; else a
+    fresh build (a model from an older builder may lack, say, the tool-calling template)."""
+    from workers.devmodel.build import BUILD_INFO, BuildOptions, build_fingerprint
+
     path = base_model_dir()
-    if (path / "model.safetensors").exists():
-        console.print(f"tiny base model already built at {path}")
-        return path
+    info = path / BUILD_INFO
+    if (path / "model.safetensors").exists() and info.exists():
+        built = json.loads(info.read_text()).get("fingerprint")
+        if built == build_fingerprint(BuildOptions()):
+            console.print(f"tiny base model already built at {path}")
+            return path
+        console.print(f"the tiny base model at {path} is from an older builder: rebuilding")
     subprocess.run([*CLI, "dev", "make-base-model", str(path), "--force"], env=env, check=True)
     return path
 
@@ -74,7 +89,7 @@ def _api(url: str, client_id: str, secret: str) -> Api:
 def run(
     home: Path = typer.Option(Path(".demo"), help="LORAPLEX_HOME for the demo (wiped first)"),
 ) -> None:
-    """Start the platform with `loraplex up` and run the whole loop for two tenants."""
+    """Start the platform with `loraplex up` and run the whole loop for three tenants."""
     started = time.monotonic()
     home = home.resolve()
     shutil.rmtree(home, ignore_errors=True)
@@ -112,13 +127,13 @@ def run(
 def _loop(registry: str, gateway: str, home: Path, env: dict[str, str]) -> None:
     creds = json.loads((home / "ops-client.json").read_text())
     ops = _api(registry, creds["client_id"], creds["client_secret"])
-    _step("3. Ops create two tenants; each uploads its data and creates an adapter")
+    _step("3. Ops create three tenants; each uploads its data and creates an adapter")
     tenants: dict[str, Api] = {}
-    for slug, (adapter, _, _) in ASK.items():
+    for slug, (adapter, kind) in TENANTS.items():
         ops.post("/v1/tenants", json={"slug": slug, "display_name": slug.title()})
         client = ops.post(f"/v1/tenants/{slug}/clients", json={})
         api = tenants[slug] = _api(registry, client["client_id"], client["client_secret"])
-        rows = to_jsonl(sample_rows(adapter, 300, seed=1))  # type: ignore[arg-type]
+        rows = to_jsonl(sample_rows(kind, 300, seed=1))  # type: ignore[arg-type]
         d = api.post(
             f"/v1/tenants/{slug}/datasets",
             data={"name": adapter},
@@ -128,13 +143,13 @@ def _loop(registry: str, gateway: str, home: Path, env: dict[str, str]) -> None:
             f"{slug}: dataset {d['name']} v{d['version']}, {d['rows']} rows, "
             f"sha256 {d['sha256'][:12]}…"
         )
-        training = {**TRAINING, "epochs": EPOCHS[adapter]}
+        training = {**TRAINING, "epochs": EPOCHS[kind]}
         body = {"name": adapter, "base_model": "tiny-chat", "training": training}
         api.post(f"/v1/tenants/{slug}/adapters", json=body)
         api.put(f"/v1/tenants/{slug}/adapters/{adapter}/promotion-policy", json={"mode": "auto"})
         api.profile["dataset"] = d["id"]
     _step("4. Each tenant trains its adapter (held-out evals, auto-promotion gate)")
-    for slug, (adapter, _, _) in ASK.items():
+    for slug, (adapter, _) in TENANTS.items():
         api = tenants[slug]
         job = api.post(
             f"/v1/tenants/{slug}/training-jobs",
@@ -145,6 +160,9 @@ def _loop(registry: str, gateway: str, home: Path, env: dict[str, str]) -> None:
     _step("5. Each tenant calls its own model through the gateway (OpenAI API)")
     for slug in ASK:
         _ask(gateway, tenants[slug], slug)
+    _step("5b. initech's order desk: tool calls, base model vs adapter, then one live round")
+    demo_agent.scores(tenants["initech"], 1)
+    demo_agent.live_round(gateway, tenants["initech"])
 
     _step("6. Ops schedule a quarterly retrain for acme; the due time is ticked by hand")
     more = to_jsonl(sample_rows("orders", 300, seed=3))
