@@ -124,7 +124,8 @@ class LineageRepository:
         return {m.id: m for m in self.session.execute(stmt).scalars()}
 
     def served(self, ids: Sequence[uuid.UUID]) -> Sequence[Any]:
-        """Per version: requests answered, distinct clients, first and last request, tokens."""
+        """Per version: requests answered, distinct clients, first and last request, tokens,
+        tool calls."""
         stmt = (
             self._scoped(
                 UsageRecord,
@@ -136,6 +137,7 @@ class LineageRepository:
                 func.coalesce(
                     func.sum(UsageRecord.prompt_tokens + UsageRecord.completion_tokens), 0
                 ),
+                func.coalesce(func.sum(UsageRecord.tool_calls), 0),
             )
             .where(UsageRecord.version_id.in_(list(ids)), UsageRecord.status_code == 200)
             .group_by(UsageRecord.version_id)

@@ -86,12 +86,13 @@ class LineageService:
     ) -> tuple[list[Node], list[Edge]]:
         """What served when: per version of the chain, the period in which it answered the
         tenant's traffic through the gateway (successful requests, from the usage records), with
-        the request count, distinct clients and tokens. A `serving` node `used` the version."""
+        the request count, distinct clients, tokens and tool calls. A `serving` node `used` the
+        version."""
         nodes: list[Node] = []
         edges: list[Edge] = []
         rows = LineageRepository(session, tenant.id).served([v.id for v in chain])
         numbers = {v.id: v.version for v in chain}
-        for version_id, requests, clients, first, last, tokens in rows:
+        for version_id, requests, clients, first, last, tokens, tool_calls in rows:
             node_id = f"serving:{version_id}"
             nodes.append(
                 Node(
@@ -102,6 +103,7 @@ class LineageService:
                         "requests": int(requests),
                         "clients": int(clients),
                         "tokens": int(tokens),
+                        "tool_calls": int(tool_calls),
                         "first_request_at": first,
                         "last_request_at": last,
                     },

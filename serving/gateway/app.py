@@ -265,6 +265,7 @@ def _record(
             status_code=out.status,
             prompt_tokens=out.prompt_tokens,
             completion_tokens=out.completion_tokens,
+            tool_calls=out.tool_calls,
             latency_ms=seconds * 1e3,
             started_at=started_at,
         )
@@ -280,6 +281,7 @@ def _record(
         ms=round(seconds * 1e3, 2),
         prompt_tokens=out.prompt_tokens,
         completion_tokens=out.completion_tokens,
+        tool_calls=out.tool_calls,
     )
 
 

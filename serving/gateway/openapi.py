@@ -65,6 +65,61 @@ TOOL: Schema = {
     },
 }
 
+TOOL_CHOICE: Schema = {
+    "description": "'none', 'auto' (the default when tools are given), 'required', or one "
+    "named function; needs a base model registered with a tool-call parser",
+    "anyOf": [
+        {"type": "string", "enum": ["none", "auto", "required"]},
+        {
+            "type": "object",
+            "required": ["type", "function"],
+            "properties": {
+                "type": {"type": "string", "enum": ["function"]},
+                "function": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string"}},
+                },
+            },
+        },
+    ],
+}
+RESPONSE_FORMAT: Schema = {
+    "description": "'json_schema' constrains the answer to the schema (the engine's structured "
+    "outputs); 'json_object' to any JSON object",
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {"type": "string", "enum": ["text", "json_object", "json_schema"]},
+        "json_schema": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string"},
+                "description": {"type": "string"},
+                "schema": {"type": "object"},
+                "strict": _nullable({"type": "boolean"}),
+            },
+        },
+    },
+}
+TOOL_CALL: Schema = {
+    "type": "object",
+    "required": ["id", "type", "function"],
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"type": "string", "enum": ["function"]},
+        "function": {
+            "type": "object",
+            "required": ["name", "arguments"],
+            "properties": {
+                "name": {"type": "string"},
+                "arguments": {"type": "string", "description": "a JSON object, as text"},
+            },
+        },
+    },
+}
+
 
 def _sampling(settings: Settings) -> dict[str, Schema]:
     """Fields both endpoints take."""
@@ -89,8 +144,9 @@ def chat_request(settings: Settings) -> Schema:
         "messages": {"type": "array", "minItems": 1, "items": MESSAGE},
         "max_completion_tokens": _bounded(settings.gateway_max_tokens),
         "tools": {"type": "array", "items": TOOL},
-        "tool_choice": {"anyOf": [{"type": "string"}, {"type": "object"}]},
-        "response_format": {"type": "object"},
+        "tool_choice": TOOL_CHOICE,
+        "parallel_tool_calls": _nullable({"type": "boolean"}),
+        "response_format": RESPONSE_FORMAT,
     }
     return {"type": "object", "required": ["model", "messages"], "properties": properties}
 
@@ -130,6 +186,28 @@ ERRORS: dict[int, str] = {
     429: "Rate limit or token budget reached (Retry-After)",
     503: "The inference engine is unavailable",
 }
+# A chat choice has `message` (with `tool_calls` when the model called tools; `finish_reason`
+# is then 'tool_calls'), a text completion's has `text`. In a stream, `delta.tool_calls` items
+# carry `index` (the call within the choice), then `id` and `function.name` once, then pieces
+# of `function.arguments` to concatenate.
+CHOICE: Schema = {
+    "type": "object",
+    "properties": {
+        "index": {"type": "integer"},
+        "message": {
+            "type": "object",
+            "properties": {
+                "role": {"type": "string"},
+                "content": _nullable({"type": "string"}),
+                "tool_calls": {"type": "array", "items": TOOL_CALL},
+            },
+        },
+        "text": {"type": "string"},
+        "finish_reason": _nullable(
+            {"type": "string", "description": "'stop', 'length', 'tool_calls', ..."}
+        ),
+    },
+}
 COMPLETION: Schema = {
     "type": "object",
     "required": ["id", "object", "choices"],
@@ -138,7 +216,7 @@ COMPLETION: Schema = {
         "object": {"type": "string"},
         "created": {"type": "integer"},
         "model": {"type": "string"},
-        "choices": {"type": "array", "items": {"type": "object"}},
+        "choices": {"type": "array", "items": CHOICE},
         "usage": _nullable({"type": "object"}),
     },
 }

@@ -8,6 +8,10 @@ A request whose connection failed before the response head arrived (refused, or 
 before any status line: typically a pooled keep-alive connection the engine had closed) never
 reached generation, so it is sent once more, on a fresh connection. Nothing else is replayed: not
 a timeout, not a response cut after its head (the engine may have started generating).
+
+Tool calls are counted for usage on the way: from a whole answer's `message.tool_calls`, and in
+a stream from the distinct (choice, call) `index` pairs of `delta.tool_calls` (only events that
+name `"tool_calls"` are parsed). Bodies and events are passed on unchanged.
 """
 
 from __future__ import annotations
@@ -33,14 +37,45 @@ class Outcome:
     status: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    tool_calls: int = 0
     first_byte_s: float | None = None
     engine_error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # (choice index, call index) of each tool call seen in a stream's deltas
+    call_keys: set[tuple[int, int]] = field(default_factory=set)
 
     def take_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
             self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             self.completion_tokens = int(usage.get("completion_tokens") or 0)
+
+    def take_answer(self, doc: Any) -> None:
+        """Usage and tool calls (summed over choices) of a whole answer."""
+        if not isinstance(doc, dict):
+            return
+        self.take_usage(doc.get("usage"))
+        for choice in _dicts(doc.get("choices")):
+            message = choice.get("message")
+            if isinstance(message, dict):
+                self.tool_calls += len(_dicts(message.get("tool_calls")))
+
+    def take_deltas(self, chunk: dict[str, Any]) -> None:
+        """Tool calls of one stream chunk: a call is new when its (choice, index) pair is."""
+        for choice in _dicts(chunk.get("choices")):
+            delta = choice.get("delta")
+            calls = _dicts(delta.get("tool_calls")) if isinstance(delta, dict) else []
+            for call in calls:
+                self.call_keys.add((_index(choice), _index(call)))
+        self.tool_calls = len(self.call_keys)
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _index(obj: dict[str, Any]) -> int:
+    value = obj.get("index")
+    return value if isinstance(value, int) else 0
 
 
 def engine_error_message(content: bytes) -> str:
@@ -101,8 +136,8 @@ class EngineClient:
         out.first_byte_s = time.perf_counter() - started
         out.status = r.status_code
         if r.status_code == 200:
-            with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
-                out.take_usage(orjson.loads(content).get("usage"))
+            with contextlib.suppress(orjson.JSONDecodeError):
+                out.take_answer(orjson.loads(content))
         else:
             out.engine_error = engine_error_message(content)
         return r.status_code, content
@@ -130,7 +165,7 @@ class EngineClient:
     async def relay(
         r: httpx.Response, out: Outcome, done: Callable[[], None]
     ) -> AsyncIterator[bytes]:
-        """Yield the engine's SSE bytes, event by event; note the usage event on the way."""
+        """Yield the engine's SSE bytes, event by event; note usage and tool calls on the way."""
         strip = bool(out.extra.get("strip_usage"))
         buf = b""
         try:
@@ -150,13 +185,21 @@ class EngineClient:
 
 
 def _usage_event(event: bytes, out: Outcome, strip: bool) -> bool:
-    """True when this is the engine's usage-only event and the caller did not ask for it."""
-    if not event.startswith(b"data: {") or b'"usage"' not in event:
+    """Note the event's usage and tool-call deltas (parsed only when it names either); True
+    when this is the engine's usage-only event and the caller did not ask for it."""
+    if not event.startswith(b"data: {"):
+        return False
+    calls = b'"tool_calls"' in event
+    if not calls and b'"usage"' not in event:
         return False
     try:
         data = orjson.loads(event[6:])
     except orjson.JSONDecodeError:
         return False
+    if not isinstance(data, dict):
+        return False
+    if calls:
+        out.take_deltas(data)
     usage = data.get("usage")
     if usage:
         out.take_usage(usage)

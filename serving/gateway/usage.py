@@ -45,13 +45,21 @@ class Usage:
     completion_tokens: int
     latency_ms: float
     started_at: dt.datetime
+    tool_calls: int = 0  # tool calls in the answer, summed over choices
+
+
+# Kept next to `messages` so that a sampled agent trace is a trainable row (tools and all).
+TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls")
 
 
 def sample_records(endpoint: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     """The request's prompts in the dataset row format, for the traffic log."""
     if endpoint == "chat.completions":
         messages = body.get("messages")
-        return [{"messages": messages}] if isinstance(messages, list) and messages else []
+        if not isinstance(messages, list) or not messages:
+            return []
+        tools = {k: body[k] for k in TOOL_FIELDS if body.get(k) is not None}
+        return [{"messages": messages, **tools}]
     prompt = body.get("prompt")
     prompts = [prompt] if isinstance(prompt, str) else prompt if isinstance(prompt, list) else []
     return [{"prompt": p} for p in prompts if isinstance(p, str) and p]

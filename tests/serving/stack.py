@@ -98,8 +98,11 @@ class ServingStack:
         base: Path,
         *,
         extra_env: dict[str, str] | None = None,
+        base_fields: dict[str, Any] | None = None,
     ) -> None:
+        """`base_fields`: more fields of the base model's registration (`tool_call_parser`)."""
         self.base = base
+        self.base_fields = base_fields or {}
         self.live: LiveRegistry = start_registry(pg_admin_url, s3_endpoint)
         self.services: list[Service] = []
         try:
@@ -125,7 +128,7 @@ class ServingStack:
         self.ok(
             self.http.post(
                 "/v1/base-models",
-                json={"name": "tiny", "uri": f"s3://{BUCKET}/base-models/tiny"},
+                json={"name": "tiny", "uri": f"s3://{BUCKET}/base-models/tiny", **self.base_fields},
                 headers=self.ops,
             )
         )

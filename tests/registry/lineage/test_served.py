@@ -13,8 +13,11 @@ from tests.registry.lineage.conftest import url
 from tests.registry.lineage.seed import T0, seed_chain
 
 
-def _usage(c, number: int, client: str, at: dt.datetime, status: int = 200) -> UsageRecord:  # type: ignore[no-untyped-def]
+def _usage(  # type: ignore[no-untyped-def]
+    c, number: int, client: str, at: dt.datetime, status: int = 200, calls: int = 0
+) -> UsageRecord:
     return UsageRecord(
+        tool_calls=calls,
         tenant_id=c.tenant_id,
         adapter_id=c.adapter_id,
         version_id=c.versions[number],
@@ -39,7 +42,7 @@ def test_served_periods_per_version_in_graph_and_prov(w: World) -> None:
         s.add_all(
             [
                 _usage(c, 1, "app-a", T0 + dt.timedelta(hours=1)),
-                _usage(c, 1, "app-b", T0 + dt.timedelta(hours=5)),
+                _usage(c, 1, "app-b", T0 + dt.timedelta(hours=5), calls=2),
                 _usage(c, 1, "app-b", T0 + dt.timedelta(hours=6), status=503),  # not served
                 _usage(c, 2, "app-a", T0 + dt.timedelta(days=2)),
             ]
@@ -49,7 +52,7 @@ def test_served_periods_per_version_in_graph_and_prov(w: World) -> None:
     served = {n["id"]: n for n in g["nodes"] if n["type"] == "serving"}
     one = served[f"serving:{c.versions[1]}"]
     assert one["attrs"]["requests"] == 2 and one["attrs"]["clients"] == 2
-    assert one["attrs"]["tokens"] == 30
+    assert one["attrs"]["tokens"] == 30 and one["attrs"]["tool_calls"] == 2
     assert dt.datetime.fromisoformat(one["attrs"]["first_request_at"]) == T0 + dt.timedelta(hours=1)
     assert dt.datetime.fromisoformat(one["attrs"]["last_request_at"]) == T0 + dt.timedelta(hours=5)
     assert served[f"serving:{c.versions[2]}"]["attrs"]["requests"] == 1
