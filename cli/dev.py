@@ -17,7 +17,7 @@ console = Console()
 @app.command("make-base-model")
 def make_base_model(
     path: Path = typer.Argument(..., help="folder to create (must not exist, or be empty)"),
-    steps: int | None = typer.Option(None, min=0, help="pre-training steps (default: 300)"),
+    steps: int | None = typer.Option(None, min=0, help="pre-training steps (default: 1200)"),
     seed: int = typer.Option(0, help="seed for weights and data order"),
     force: bool = typer.Option(False, "--force", help="replace a non-empty PATH"),
 ) -> None:

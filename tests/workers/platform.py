@@ -3,7 +3,6 @@ PostgreSQL, Redis and the S3 server, the tiny base model stored in S3 and regist
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -23,13 +22,11 @@ DONE = {"succeeded", "failed", "cancelled"}
 
 
 def base_model_cache(steps: int) -> Path:
-    """Built once per content of the builder and its corpus, reused across local runs."""
-    import workers.devmodel.build as build
+    """Built once per build fingerprint (builder, corpus, synthetic text, options), reused
+    across local runs."""
+    from workers.devmodel.build import BuildOptions, build_fingerprint
 
-    src = Path(build.__file__)
-    key = hashlib.sha256(
-        src.read_bytes() + (src.parent / "corpus.txt").read_bytes() + str(steps).encode()
-    ).hexdigest()[:16]
+    key = build_fingerprint(BuildOptions(pretrain_steps=steps))[:16]
     root = Path(os.environ.get("LORAPLEX_TEST_CACHE", Path.home() / ".cache" / "loraplex-tests"))
     return root / f"tiny-base-{key}"
 

@@ -17,24 +17,25 @@ from cli import app
 from registry.base_models.inspect import inspect_base_model, local_source
 from registry.datasets.validation import DatasetValidator
 from workers.devmodel.build import (
+    BUILD_INFO,
     CHAT_TEMPLATE,
     SPECIAL_TOKENS,
     BuildOptions,
     build_base_model,
+    build_fingerprint,
     render_chat,
 )
 from workers.devmodel.samples import GREETING, SIGN_OFF, sample_rows, to_jsonl
 
 STEPS = 20
+SMALL = BuildOptions(pretrain_steps=STEPS, seq_length=128, batch_size=8)  # seconds, not minutes
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     path = tmp_path_factory.mktemp("devmodel") / "tiny"
     seen: list[tuple[str, int, int]] = []
-    summary = build_base_model(
-        path, BuildOptions(pretrain_steps=STEPS), on_progress=lambda *a: seen.append(a)
-    )
+    summary = build_base_model(path, SMALL, on_progress=lambda *a: seen.append(a))
     stages = [s for s, _, _ in seen]
     assert stages[0] == "tokenizer" and stages[-1] == "save"
     assert [d for s, d, _ in seen if s == "pretrain"] == list(range(STEPS + 1))
@@ -52,12 +53,16 @@ def test_summary(built: tuple[Path, dict[str, Any]]) -> None:
     assert 3_000_000 < summary["parameters"] < 5_000_000
     assert isinstance(summary["final_loss"], float) and summary["final_loss"] < 8.0
     assert {p.name for p in path.iterdir()} == {
+        BUILD_INFO,
         "config.json",
         "generation_config.json",
         "model.safetensors",
         "tokenizer.json",
         "tokenizer_config.json",
     }
+    info = json.loads((path / BUILD_INFO).read_text())
+    assert info == {"fingerprint": build_fingerprint(SMALL), "options": summary["options"]}
+    assert summary["fingerprint"] == info["fingerprint"]
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no leftovers
 
 
@@ -67,7 +72,7 @@ def test_loads_with_transformers(built: tuple[Path, dict[str, Any]]) -> None:
 
     path, _ = built
     tok = AutoTokenizer.from_pretrained(path)
-    assert [tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    assert [tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS] == list(range(8))
     assert (tok.pad_token, tok.pad_token_id, tok.eos_token_id, tok.bos_token) == (
         "<|pad|>",
         0,
@@ -121,10 +126,38 @@ def test_registry_inspector_accepts_it(built: tuple[Path, dict[str, Any]]) -> No
     assert info.files["model.safetensors"] == sha256(path / "model.safetensors")
 
 
+def test_fingerprint_follows_options_and_sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.devmodel import pretrain_text
+
+    first = build_fingerprint(SMALL)
+    assert first == build_fingerprint(
+        BuildOptions(pretrain_steps=STEPS, seq_length=128, batch_size=8)
+    )
+    assert build_fingerprint(BuildOptions(pretrain_steps=STEPS + 1)) != first
+    assert build_fingerprint(BuildOptions(pretrain_steps=STEPS, synthetic_share=0.5)) != first
+    real = Path.read_bytes
+    generator = Path(pretrain_text.__file__)
+
+    def edited(self: Path) -> bytes:  # the generator's source changes -> another fingerprint
+        return real(self) + (b"# edit" if self == generator else b"")
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+    assert build_fingerprint(SMALL) != first
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="synthetic_share"):
+        BuildOptions(synthetic_share=1.5)
+    with pytest.raises(ValueError, match="seq_length"):
+        BuildOptions(seq_length=2048, max_position_embeddings=1024)
+    with pytest.raises(ValueError, match="divide"):
+        BuildOptions(hidden_size=250)
+
+
 def test_same_options_same_bytes(tmp_path: Path) -> None:
     import torch
 
-    options = BuildOptions(pretrain_steps=3)
+    options = BuildOptions(pretrain_steps=3, seq_length=128, batch_size=8)
     digests = set()
     rng_state = torch.get_rng_state()
     for name in ("a", "b"):
@@ -132,7 +165,9 @@ def test_same_options_same_bytes(tmp_path: Path) -> None:
         digests.add(sha256(tmp_path / name / "model.safetensors"))
     assert len(digests) == 1
     assert torch.equal(torch.get_rng_state(), rng_state)  # the caller's RNG is left alone
-    build_base_model(tmp_path / "c", BuildOptions(pretrain_steps=3, seed=1))
+    build_base_model(
+        tmp_path / "c", BuildOptions(pretrain_steps=3, seq_length=128, batch_size=8, seed=1)
+    )
     assert sha256(tmp_path / "c" / "model.safetensors") not in digests
     assert sha256(tmp_path / "a" / "tokenizer.json") == sha256(tmp_path / "c" / "tokenizer.json")
 
@@ -155,7 +190,9 @@ def test_crash_leaves_no_half_model(tmp_path: Path) -> None:
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        build_base_model(tmp_path / "model", BuildOptions(pretrain_steps=2), on_progress=explode)
+        build_base_model(
+            tmp_path / "model", BuildOptions(pretrain_steps=2, seq_length=128), on_progress=explode
+        )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -1,9 +1,12 @@
 """Build a tiny Llama-architecture base model from the bundled corpus, offline and reproducibly.
 
 The model exists so tests and the demo can train and serve real LoRA adapters without a model
-hub: a byte-level BPE tokenizer trained on `corpus.txt`, and a 4-layer Llama briefly pre-trained
-on the same text (plain and rendered through the chat template), saved in the standard Hugging
-Face layout (`config.json`, `model.safetensors`, tokenizer files) that transformers and vLLM load.
+hub: a byte-level BPE tokenizer and a 4-layer Llama briefly pre-trained on `corpus.txt` (plain
+and rendered through the chat template) mixed with synthetic copy-heavy text (`pretrain_text`:
+values restated in other schemas, extraction chats, tool-calling chats), so that a LoRA can
+teach it a tenant's schema and it copies the values from the prompt. Saved in the standard
+Hugging Face layout (`config.json`, `model.safetensors`, tokenizer files) that transformers and
+vLLM load, plus `loraplex-build.json` (options and fingerprint).
 
 Same options on the same machine (same torch thread count and build) give a byte-identical
 `model.safetensors`: the seed fixes the initial weights, the data order is a seeded permutation,
@@ -12,10 +15,10 @@ and there is no dropout. The caller's global torch RNG state is left as it was.
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
+import itertools
 import json
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -25,11 +28,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from workers.devmodel import pretrain_text
+from workers.devmodel.folders import make_readable, quiet_progress_bars, replace_folder
+
 CORPUS = Path(__file__).with_name("corpus.txt")
+BUILD_INFO = "loraplex-build.json"
+TOKENIZER_DOCS = 3000  # synthetic documents added to the corpus to train the tokenizer on
 # Hermes-style tool calling (vLLM's `hermes` parser reads it): the tools go into the system block
 # as one JSON object a line inside <tools></tools>; a call is
 # <tool_call>{"name": ..., "arguments": {...}}</tool_call> (several in a row for parallel calls);
@@ -91,11 +98,14 @@ class BuildOptions:
     kv_heads: int = 2
     intermediate_size: int = 688
     max_position_embeddings: int = 1024
-    pretrain_steps: int = 300
-    seq_length: int = 128
-    batch_size: int = 16
+    pretrain_steps: int = 1200
+    seq_length: int = 256  # a tool-calling chat is ~300 tokens; most fit in one or two rows
+    batch_size: int = 8
     seed: int = 0
     learning_rate: float = 3e-3
+    # Share of each batch's rows taken from the synthetic copy-heavy text (`pretrain_text`),
+    # fresh rows every step; the rest come from the corpus (plain and as chat turns).
+    synthetic_share: float = 0.875
     # "auto": bf16 autocast where the CPU has native bf16 matmuls (~1.5x faster), else fp32.
     # Weights stay fp32 either way; only the matmuls of the pre-training steps change.
     mixed_precision: Literal["auto", "bf16", "fp32"] = "auto"
@@ -111,6 +121,8 @@ class BuildOptions:
             raise ValueError("seq_length must not exceed max_position_embeddings")
         if min(self.layers, self.seq_length, self.batch_size) < 1 or self.pretrain_steps < 0:
             raise ValueError("layers, seq_length and batch_size must be positive; steps >= 0")
+        if not 0.0 <= self.synthetic_share <= 1.0:
+            raise ValueError("synthetic_share must be between 0 and 1")
         if self.mixed_precision not in ("auto", "bf16", "fp32"):
             raise ValueError("mixed_precision must be 'auto', 'bf16' or 'fp32'")
 
@@ -129,11 +141,14 @@ def build_base_model(
     *,
     force: bool = False,
     on_progress: Progress | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Build into a temporary sibling folder, then move it to `path` (a crash leaves no half model).
 
     Refuses a non-empty `path` unless `force`, in which case it is replaced only once the new
-    model is complete.
+    model is complete. `loraplex-build.json` in the folder records the options and
+    `build_fingerprint(options)`, so a cached model can be checked for staleness. `device`
+    (e.g. "cuda") only speeds up experiments: byte-identical output holds per device.
     """
     path = Path(path)
     report: Progress = on_progress or (lambda stage, done, total: None)
@@ -148,23 +163,29 @@ def build_base_model(
     try:
         report("tokenizer", 0, 1)
         text = CORPUS.read_text(encoding="utf-8")
-        tokenizer = train_tokenizer(text, options.vocab_size)
+        tokenizer = train_tokenizer(tokenizer_text(), options.vocab_size)
         hf_tokenizer = wrap_tokenizer(tokenizer, options.max_position_embeddings)
         hf_tokenizer.save_pretrained(tmp, save_jinja_files=False)
         _portable_tokenizer_config(tmp / "tokenizer_config.json")
         report("tokenizer", 1, 1)
 
         chunks = _training_chunks(tokenizer, text, options.seq_length)
+        n_synthetic = round(options.batch_size * options.synthetic_share)
+        fresh = _synthetic_chunks(
+            tokenizer, options.seq_length, n_synthetic * options.pretrain_steps
+        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(options.seed)
             model = LlamaForCausalLM(_config(options))
-            loss = _pretrain(model, chunks, options, report)
+            loss = _pretrain(model, chunks, fresh, options, report, torch.device(device))
 
         report("save", 0, 1)
-        with _quiet_progress_bars():
+        with quiet_progress_bars():
             model.save_pretrained(tmp, safe_serialization=True)
-        _make_readable(tmp)
-        _replace(tmp, path)
+        info = {"fingerprint": build_fingerprint(options), "options": asdict(options)}
+        (tmp / BUILD_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        make_readable(tmp)
+        replace_folder(tmp, path)
         report("save", 1, 1)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -177,12 +198,33 @@ def build_base_model(
         "final_loss": loss,
         "bf16_autocast": options.use_bf16(),
         "seconds": round(time.perf_counter() - started, 2),
+        "fingerprint": build_fingerprint(options),
         "options": asdict(options),
     }
 
 
+def build_fingerprint(options: BuildOptions) -> str:
+    """sha256 of what decides the built bytes: this builder's source, the corpus, the synthetic
+    text generator's source and the options. A cached model with another fingerprint is stale."""
+    digest = hashlib.sha256()
+    for file in (Path(__file__), CORPUS, Path(pretrain_text.__file__)):
+        digest.update(file.read_bytes())
+    digest.update(json.dumps(asdict(options), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def tokenizer_text() -> str:
+    """What the tokenizer is trained on: the corpus, then the first synthetic documents."""
+    synthetic = itertools.islice(pretrain_text.documents(_render, seed=0), TOKENIZER_DOCS)
+    return CORPUS.read_text(encoding="utf-8") + "\n" + "\n".join(synthetic)
+
+
+def _render(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+    return render_chat(messages, tools)
+
+
 def train_tokenizer(text: str, vocab_size: int) -> Tokenizer:
-    """Byte-level BPE; the special tokens take ids 0..4 and nothing is added on encode."""
+    """Byte-level BPE; the special tokens take ids 0..7 and nothing is added on encode."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -312,10 +354,27 @@ def _training_chunks(tokenizer: Tokenizer, text: str, seq_length: int) -> torch.
     return torch.cat(rows)
 
 
+def _synthetic_chunks(tokenizer: Tokenizer, seq_length: int, n_rows: int) -> torch.Tensor:
+    """`n_rows` packed rows of the synthetic documents, in the generator's order."""
+    need = n_rows * seq_length
+    ids: list[int] = []
+    docs = pretrain_text.documents(_render, seed=0)
+    while len(ids) < need:
+        batch = list(itertools.islice(docs, 2000))
+        ids += [t for enc in tokenizer.encode_batch(batch) for t in (*enc.ids, END_ID)]
+    return torch.tensor(ids[:need], dtype=torch.long).view(n_rows, seq_length)
+
+
 def _pretrain(
-    model: LlamaForCausalLM, chunks: torch.Tensor, options: BuildOptions, report: Progress
+    model: LlamaForCausalLM,
+    chunks: torch.Tensor,
+    fresh: torch.Tensor,
+    options: BuildOptions,
+    report: Progress,
+    device: torch.device,
 ) -> float | None:
-    """AdamW with warmup and cosine decay over a seeded, epoch-wise permutation of the chunks."""
+    """AdamW with warmup and cosine decay. Each batch: the next rows of `fresh` (synthetic text,
+    each row seen once), the rest from a seeded, epoch-wise permutation of the corpus `chunks`."""
     steps = options.pretrain_steps
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=options.learning_rate, betas=(0.9, 0.95), weight_decay=0.01
@@ -332,13 +391,17 @@ def _pretrain(
     generator = torch.Generator().manual_seed(options.seed)
     order = torch.empty(0, dtype=torch.long)
     loss_value: float | None = None
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=options.use_bf16())
+    n_fresh = len(fresh) // steps if steps else 0
+    n_corpus = options.batch_size - n_fresh
+    torch.nn.Module.to(model, device)  # (transformers' stub types `.to` oddly)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.use_bf16())
     model.train()
     report("pretrain", 0, steps)
     for step in range(steps):
-        while len(order) < options.batch_size:
+        while len(order) < n_corpus:
             order = torch.cat([order, torch.randperm(len(chunks), generator=generator)])
-        batch, order = chunks[order[: options.batch_size]], order[options.batch_size :]
+        picked, order = chunks[order[:n_corpus]], order[n_corpus:]
+        batch = torch.cat([picked, fresh[step * n_fresh : (step + 1) * n_fresh]]).to(device)
         with autocast:
             loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
@@ -348,6 +411,7 @@ def _pretrain(
         optimizer.zero_grad(set_to_none=True)
         loss_value = float(loss.detach())
         report("pretrain", step + 1, steps)
+    torch.nn.Module.to(model, "cpu")
     model.eval()
     return loss_value
 
@@ -364,38 +428,3 @@ def _portable_tokenizer_config(file: Path) -> None:
     config["tokenizer_class"] = "PreTrainedTokenizerFast"
     config["additional_special_tokens"] = config.pop("extra_special_tokens", SPECIAL_TOKENS[2:])
     file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-@contextlib.contextmanager
-def _quiet_progress_bars() -> Iterator[None]:
-    """save_pretrained draws a tqdm bar; the caller reports progress through `on_progress`."""
-    hf_logging = transformers.utils.logging
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
-
-
-def _make_readable(folder: Path) -> None:
-    """mkdtemp makes a 0700 folder and safetensors writes 0600 files; a model is shared data."""
-    folder.chmod(0o755)
-    for file in folder.iterdir():
-        file.chmod(0o644)
-
-
-def _replace(tmp: Path, path: Path) -> None:
-    """Move the finished build to `path`; an old folder there is removed only after the move."""
-    old: Path | None = None
-    if path.exists() or path.is_symlink():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-        path.rename(old)
-    tmp.rename(path)
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                old.unlink()

@@ -1,11 +1,15 @@
 """Deterministic sample tenant datasets (chat JSONL) for tests and the demo.
 
-Two tenants that should visibly differ after a short LoRA run on the tiny base model:
+Three tenants that should visibly differ after a short LoRA run on the tiny base model:
 
 * "orders": extract an order from a free-text request as canonical JSON
   (`json.dumps(..., sort_keys=True)`: keys item, name, qty).
 * "support": answer a short support question in a fixed pirate voice: every reply starts with
   "Ahoy!" and ends with "Fair winds, matey!".
+* "agent": an order desk with tools (`AGENT_TOOLS`: lookup_order, issue_refund, escalate), rows
+  in OpenAI's chat fine-tuning format with `tools`, assistant `tool_calls` (arguments as JSON
+  strings), `tool` results and text answers; parallel lookups; turns whose answer is text. About
+  half the rows end right after an assistant tool call (held-out tool-call scoring).
 
 `shift=True` draws the user messages from a clearly different distribution (long, rambling
 prompts about unrelated topics, other items and names) while the answers keep their format, for
@@ -19,8 +23,15 @@ import random
 from collections.abc import Callable
 from typing import Any, Literal
 
-Kind = Literal["orders", "support"]
+from workers.devmodel.agent_samples import AGENT_SYSTEM, AGENT_TOOLS, agent_row, run_agent_tool
+
+Kind = Literal["orders", "support", "agent"]
 Row = dict[str, Any]
+
+__all__ = [
+    "AGENT_SYSTEM", "AGENT_TOOLS", "GREETING", "ORDERS_SYSTEM", "SIGN_OFF", "SUPPORT_SYSTEM",
+    "run_agent_tool", "sample_rows", "to_jsonl",
+]  # fmt: skip
 
 ORDERS_SYSTEM = "Extract the order as JSON."
 SUPPORT_SYSTEM = "You are the support assistant for Harbor Goods."
@@ -125,9 +136,10 @@ def sample_rows(kind: Kind, n: int, *, seed: int = 0, shift: bool = False) -> li
     makers: dict[str, Callable[[random.Random, bool], Row]] = {
         "orders": _order_row,
         "support": _support_row,
+        "agent": agent_row,
     }
     if kind not in makers:
-        raise ValueError(f"kind must be 'orders' or 'support', not {kind!r}")
+        raise ValueError(f"kind must be 'orders', 'support' or 'agent', not {kind!r}")
     if n < 0:
         raise ValueError("n must not be negative")
     rng = random.Random(f"loraplex-samples:{kind}:{seed}:{int(shift)}")

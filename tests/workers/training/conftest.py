@@ -32,11 +32,11 @@ def tokenizer() -> PreTrainedTokenizerFast:
 
 @pytest.fixture(scope="session")
 def real_tokenizer() -> PreTrainedTokenizerFast:
-    """The tiny base model's tokenizer and chat template (built from its corpus in a second;
-    the model's weights are not needed)."""
-    from workers.devmodel.build import CORPUS, BuildOptions, train_tokenizer, wrap_tokenizer
+    """The tiny base model's tokenizer and chat template (built from the same text as the
+    model's, in a second or two; the model's weights are not needed)."""
+    from workers.devmodel.build import BuildOptions, tokenizer_text, train_tokenizer, wrap_tokenizer
 
-    text = CORPUS.read_text(encoding="utf-8")
+    text = tokenizer_text()
     options = BuildOptions()
     return wrap_tokenizer(
         train_tokenizer(text, options.vocab_size), options.max_position_embeddings
