@@ -48,7 +48,7 @@ ASK = {
 
 
 def base_model_dir() -> Path:
-    """Built once per machine (about two minutes on two cores), then reused."""
+    """Built once per machine (about five minutes on two cores), then reused."""
     root = Path(os.environ.get("LORAPLEX_DEMO_CACHE", Path.home() / ".cache" / "loraplex"))
     return root / "tiny-chat-base"
 
@@ -97,7 +97,7 @@ def run(
     env = {**os.environ, "LORAPLEX_HOME": str(home), "LORAPLEX_TRAFFIC_SAMPLE_RATE": "1.0"}
     for key in ("LORAPLEX_DATABASE_URL", "LORAPLEX_OBJECT_STORE", "LORAPLEX_BROKER_URL"):
         env.pop(key, None)
-    _step("1. The tiny base model (built once per machine, about 2 minutes on 2 cores)")
+    _step("1. The tiny base model (built once per machine, about 5 minutes on 2 cores)")
     base = ensure_base_model(env)
     ports = {"port": _port(), "gateway-port": _port(), "engine-port": _port()}
     _step("2. loraplex up: registry + in-process worker, gateway, vLLM CPU engine")
