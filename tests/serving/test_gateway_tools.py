@@ -29,6 +29,7 @@ from serving.gateway.proxy import Outcome, _usage_event
 from serving.gateway.usage import sample_records
 from tests.serving import tool_adapter as ta
 from tests.serving.stack import ServingStack
+from tests.workers.platform import tiny_base_model
 
 MAX_TOKENS = 96
 
@@ -84,6 +85,14 @@ def test_sampled_chat_keeps_the_tools_next_to_the_messages() -> None:
     assert sample_records("chat.completions", {"messages": messages, "tools": None}) == [
         {"messages": messages}
     ]
+
+
+@pytest.fixture(scope="module")
+def tiny_base() -> Path:
+    """A small base model that has seen tool-calling chats (a quarter of its pre-training rows
+    are the synthetic mix), so the fixture adapter learns its calls in a few hundred steps; the
+    corpus-only one the other serving tests use does not get there."""
+    return tiny_base_model(synthetic_share=0.25)
 
 
 @pytest.fixture(scope="module")

@@ -21,22 +21,36 @@ CLI = [sys.executable, "-m", "cli"]
 DONE = {"succeeded", "failed", "cancelled"}
 
 
-def base_model_cache(steps: int) -> Path:
+def small_build_options(steps: int, synthetic_share: float = 0.0) -> Any:
+    """The tests' small model: by default corpus text only, 60 steps of 16 x 128 tokens
+    (about 25 s).
+
+    So few steps on the copy-heavy synthetic mix of the demo's model leave a model that answers
+    every prompt with newlines, and the serving tests need outputs that differ per adapter.
+    """
+    from workers.devmodel.build import BuildOptions
+
+    return BuildOptions(
+        pretrain_steps=steps, synthetic_share=synthetic_share, seq_length=128, batch_size=16
+    )
+
+
+def base_model_cache(steps: int, synthetic_share: float = 0.0) -> Path:
     """Built once per build fingerprint (builder, corpus, synthetic text, options), reused
     across local runs."""
-    from workers.devmodel.build import BuildOptions, build_fingerprint
+    from workers.devmodel.build import build_fingerprint
 
-    key = build_fingerprint(BuildOptions(pretrain_steps=steps))[:16]
+    key = build_fingerprint(small_build_options(steps, synthetic_share))[:16]
     root = Path(os.environ.get("LORAPLEX_TEST_CACHE", Path.home() / ".cache" / "loraplex-tests"))
     return root / f"tiny-base-{key}"
 
 
-def tiny_base_model(steps: int = 60) -> Path:
-    from workers.devmodel.build import BuildOptions, build_base_model
+def tiny_base_model(steps: int = 60, synthetic_share: float = 0.0) -> Path:
+    from workers.devmodel.build import build_base_model
 
-    path = base_model_cache(steps)
+    path = base_model_cache(steps, synthetic_share)
     if not (path / "model.safetensors").exists():
-        build_base_model(path, BuildOptions(pretrain_steps=steps), force=True)
+        build_base_model(path, small_build_options(steps, synthetic_share), force=True)
     return path
 
 
