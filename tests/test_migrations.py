@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from registry.db import make_engine
 from registry.migrate import downgrade, upgrade
 from registry.models import Adapter, AdapterVersion, Base, Tenant, TrainingJob
-from registry.models.enums import JobStatus, Trigger, VersionStatus
+from registry.models.enums import JobStatus, VersionStatus
 from tests.conftest import create_database, require_env
 
 QUOTED = re.compile(r"'((?:[^']|'')*)'")
@@ -95,7 +95,7 @@ def test_models_and_migrations_have_the_same_checks(tmp_path: Path) -> None:
     assert _checks_in_database(sqlite) == expected
 
 
-def _seed(session: Session) -> AdapterVersion:
+def _seed(session: Session) -> uuid.UUID:
     """A tenant, base model, adapter, a ready version and its finished training job."""
     tenant = Tenant(slug=f"t-{uuid.uuid4().hex[:8]}", display_name="T")
     tenant.quota_dataset_bytes, tenant.quota_adapters = 1 << 20, 10
@@ -125,35 +125,33 @@ def _seed(session: Session) -> AdapterVersion:
     )
     session.add(adapter)
     session.flush()
-    version = AdapterVersion(
-        tenant_id=tenant.id,
-        adapter_id=adapter.id,
-        version=1,
-        status=VersionStatus.READY,
-        base_model_id=base_id,
-        base_model_digest="0" * 64,
-        training_config={},
-        config_hash="0" * 64,
-        trigger=Trigger.MANUAL,
-        code_version="test",
-        created_by="test",
+    version_id, sqlite = uuid.uuid4(), session.bind.dialect.name == "sqlite"
+
+    def key(value: uuid.UUID) -> object:
+        return value.hex if sqlite else value
+
+    ids = {"v": key(version_id), "t": key(tenant.id), "a": key(adapter.id), "b": key(base_id)}
+    session.execute(
+        text(
+            "INSERT INTO adapter_versions (id, tenant_id, adapter_id, version, status,"
+            " status_message, base_model_id, base_model_digest, training_config, config_hash,"
+            " trigger, trigger_ref, code_version, created_by, created_at, updated_at)"
+            " VALUES (:v, :t, :a, 1, 'ready', '', :b, :digest, '{}', :digest, 'manual', '{}',"
+            " 'test', 'test', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ),
+        {**ids, "digest": "0" * 64},
     )
-    session.add(version)
-    session.flush()
-    session.add(
-        TrainingJob(
-            tenant_id=tenant.id,
-            adapter_id=adapter.id,
-            version_id=version.id,
-            status=JobStatus.SUCCEEDED,
-            trigger=Trigger.MANUAL,
-            config={},
-            dataset_ids=[],
-            created_by="test",
-        )
+    session.execute(
+        text(
+            "INSERT INTO training_jobs (id, tenant_id, adapter_id, version_id, status, trigger,"
+            " trigger_ref, config, dataset_ids, progress, result, attempts, max_attempts,"
+            " cancel_requested, error, created_by, created_at, updated_at)"
+            " VALUES (:j, :t, :a, :v, 'succeeded', 'manual', '{}', '{}', '[]', '{}', '{}', 0, 3,"
+            " false, '', 'test', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ),
+        {**ids, "j": key(uuid.uuid4())},
     )
-    session.flush()
-    return version
+    return version_id
 
 
 COPY_VERSION = text(
@@ -188,7 +186,8 @@ def _assert_refuses_unknown_status(session: Session, version: AdapterVersion) ->
 def test_postgres_refuses_unknown_states(pg_engine: Engine) -> None:
     with pg_engine.connect() as conn, conn.begin() as outer:
         session = Session(bind=conn, join_transaction_mode="create_savepoint")
-        version = _seed(session)
+        version = session.get(AdapterVersion, _seed(session))
+        assert version is not None
         _assert_refuses_unknown_status(session, version)
         session.expire_all()
         assert version.status is VersionStatus.READY  # read back as the enum member
@@ -206,7 +205,7 @@ def test_sqlite_upgrade_keeps_referenced_rows(tmp_path: Path) -> None:
     upgrade(url, "0005")
     engine = make_engine(url)
     with Session(engine) as session:
-        version_id = _seed(session).id
+        version_id = _seed(session)
         session.commit()
     engine.dispose()
     upgrade(url)

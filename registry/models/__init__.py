@@ -11,6 +11,7 @@ from registry.models.adapter import (
 from registry.models.audit_event import GENESIS_HASH, AuditChainHead, AuditEvent
 from registry.models.base_model import BaseModel
 from registry.models.dataset import Dataset
+from registry.models.eval_suite import AdapterEvalSuite, EvalSuite
 from registry.models.evaluation import DriftMetric, Eval
 from registry.models.oauth_client import OAuthClient
 from registry.models.retraining import DriftPolicy, TrainingSchedule
@@ -21,6 +22,7 @@ from registry.models.training_job import TrainingJob, TrainingJobEvent
 __all__ = [
     "GENESIS_HASH",
     "Adapter",
+    "AdapterEvalSuite",
     "AdapterVersion",
     "AdapterVersionDataset",
     "Alias",
@@ -33,6 +35,7 @@ __all__ = [
     "DriftMetric",
     "DriftPolicy",
     "Eval",
+    "EvalSuite",
     "OAuthClient",
     "Tenant",
     "TrainingJob",

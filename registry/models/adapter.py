@@ -4,7 +4,16 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
@@ -63,6 +72,8 @@ class AdapterVersion(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     ready_at: Mapped[dt.datetime | None]
+    # the last promotion-gate decision on this version: {passed, promote, reason, checks, at}
+    gate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class AdapterVersionDataset(Base):
@@ -100,4 +111,6 @@ class AliasEvent(Base):
     to_version: Mapped[int | None]
     actor: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(String(2000), default="")
+    # a version the gate refused, promoted by a caller allowed to override it
+    override: Mapped[bool] = mapped_column(default=False, server_default=false())
     occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, String, false
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
@@ -30,5 +30,12 @@ class BaseModel(Base):
     # the model's calls back (given at registration; None: the engine serves no tool calling).
     chat_template_tools: Mapped[bool] = mapped_column(default=False, server_default=false())
     tool_call_parser: Mapped[str | None] = mapped_column(String(64))
+    # Against forgetting (set by ops): a platform suite every candidate is scored on, how far
+    # below the base model's score on it a candidate may fall, and platform rows mixed into
+    # every tenant's training at `rehearsal_ratio` (share of the training rows).
+    general_suite_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("eval_suites.id"))
+    forgetting_tolerance: Mapped[float] = mapped_column(Float, default=0.05, server_default="0.05")
+    rehearsal_dataset_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("datasets.id"))
+    rehearsal_ratio: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
@@ -11,13 +11,27 @@ from registry.models.enums import DatasetFormat, enum_column
 
 
 class Dataset(Base):
-    """An immutable dataset version: one validated upload under a name."""
+    """An immutable dataset version: one validated upload under a name.
+
+    `tenant_id` None: a platform dataset, uploaded by ops (rehearsal data for a base model);
+    tenants never read its rows.
+    """
 
     __tablename__ = "datasets"
-    __table_args__ = (UniqueConstraint("tenant_id", "name", "version"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name", "version"),
+        Index(
+            "uq_datasets_platform_name_version",
+            "name",
+            "version",
+            unique=True,
+            postgresql_where=text("tenant_id IS NULL"),
+            sqlite_where=text("tenant_id IS NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tenants.id"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     version: Mapped[int]
     format: Mapped[DatasetFormat] = mapped_column(

@@ -45,6 +45,7 @@ class DatasetRole(enum.StrEnum):
 
     TRAIN = "train"
     VALIDATION = "validation"
+    REHEARSAL = "rehearsal"  # ops' platform data mixed in against forgetting
 
 
 class DatasetFormat(enum.StrEnum):
@@ -57,6 +58,20 @@ class EvalSubject(enum.StrEnum):
 
     VERSION = "version"
     BASE_MODEL = "base_model"
+
+
+class SuiteFormat(enum.StrEnum):
+    """An eval suite's rows: chat conversations, or raw-text prompts (no chat template)."""
+
+    CHAT = "chat"
+    PROMPT = "prompt"
+
+
+class JobKind(enum.StrEnum):
+    """What a job does: train a new version, or score an existing one on eval suites."""
+
+    TRAIN = "train"
+    EVALUATE = "evaluate"
 
 
 class DatasetMode(enum.StrEnum):
@@ -117,10 +132,12 @@ __all__ = [
     "DriftOutcome",
     "EvalSubject",
     "InferenceEndpoint",
+    "JobKind",
     "JobStatus",
     "Role",
     "SampleSource",
     "ScheduleOutcome",
+    "SuiteFormat",
     "Trigger",
     "VersionStatus",
     "enum_column",

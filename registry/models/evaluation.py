@@ -28,6 +28,8 @@ class Eval(Base):
     suite: Mapped[str] = mapped_column(String(100))
     metrics: Mapped[dict[str, float]] = mapped_column(JSON)
     dataset_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("datasets.id"))
+    # the eval-suite version scored (None: the version's held-out split)
+    suite_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("eval_suites.id"), index=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
 from registry.models.adapter import BIGINT_PK
-from registry.models.enums import JobStatus, Trigger, enum_column
+from registry.models.enums import JobKind, JobStatus, Trigger, enum_column
 
 
 class TrainingJob(Base):
@@ -28,6 +28,11 @@ class TrainingJob(Base):
     version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("adapter_versions.id"))
     status: Mapped[JobStatus] = mapped_column(
         enum_column(JobStatus, column="status", length=16), index=True
+    )
+    kind: Mapped[JobKind] = mapped_column(
+        enum_column(JobKind, column="kind", length=16),
+        default=JobKind.TRAIN,
+        server_default=JobKind.TRAIN.value,
     )
     trigger: Mapped[Trigger] = mapped_column(enum_column(Trigger, column="trigger", length=16))
     trigger_ref: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
