@@ -24,6 +24,8 @@ AUDIT_READ = "audit:read"
 AUDIT_WRITE = "audit:write"  # anchor the audit chain on demand: ops
 BASE_MODELS_READ = "base_models:read"
 BASE_MODELS_WRITE = "base_models:write"
+# promote a version that the promotion gate refused (recorded as an override)
+PROMOTION_OVERRIDE = "promotion:override"
 
 ALL_SCOPES = frozenset(
     {
@@ -40,6 +42,7 @@ ALL_SCOPES = frozenset(
         AUDIT_WRITE,
         BASE_MODELS_READ,
         BASE_MODELS_WRITE,
+        PROMOTION_OVERRIDE,
     }
 )
 READ_SCOPES = frozenset(s for s in ALL_SCOPES if s.endswith(":read"))
@@ -55,6 +58,7 @@ ROLE_SCOPES: dict[Role, frozenset[str]] = {
             ADAPTERS_WRITE,
             TRAINING_WRITE,
             INFERENCE,
+            PROMOTION_OVERRIDE,
         }
     ),
     Role.OPS: ALL_SCOPES - {INFERENCE},
