@@ -19,6 +19,7 @@ from registry.auth.tokens import TokenVerifier
 from registry.base_models.endpoints import router as base_models_router
 from registry.bodylimit import BodyLimitMiddleware
 from registry.datasets.endpoints import router as datasets_router
+from registry.datasets.platform import router as platform_datasets_router
 from registry.db import make_engine, make_sessionmaker
 from registry.drift.endpoints import router as drift_router
 from registry.errors import ERROR_RESPONSES, install_error_handlers
@@ -29,6 +30,8 @@ from registry.logging import RequestLogMiddleware
 from registry.schedules.endpoints import router as schedules_router
 from registry.settings import Settings
 from registry.storage import open_configured_store
+from registry.suites.endpoints import router as suites_router
+from registry.suites.pin_endpoints import router as suite_pins_router
 from registry.tasks import InProcessWork, TaskQueue
 from registry.tenants.endpoints import router as tenants_router
 from registry.training.endpoints import router as training_router
@@ -85,6 +88,9 @@ def create_app(
         auth_router,
         tenants_router,
         datasets_router,
+        platform_datasets_router,
+        suites_router,
+        suite_pins_router,
         base_models_router,
         adapters_router,
         aliases_router,
