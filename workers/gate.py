@@ -1,5 +1,5 @@
-"""After training: store the evals (new version, base model, current production) and let the
-adapter's promotion policy decide whether `production` moves."""
+"""After training: store the evals (new version, base model, current production; held-out and
+every eval suite) and let the adapter's promotion policy decide whether `production` moves."""
 
 from __future__ import annotations
 
@@ -7,15 +7,49 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from registry.adapters.promotion import Decision, PromotionPolicy, decide
+from registry.adapters.promotion import GENERAL, Decision, PromotionPolicy, decide_suites
 from registry.aliases.repository import AliasRepository
 from registry.aliases.service import aliases
 from registry.auth.principal import Principal
+from registry.db import utcnow
 from registry.evals.schemas import EvalCreate
 from registry.evals.service import evals
+from registry.models import Adapter, AdapterVersion, Tenant
 from registry.training.lifecycle import lifecycle
 from registry.training.service import add_event
 from workers.inputs import JobInputs
+from workers.scoring import Scored
+from workers.suites import SuiteScores
+
+
+def record_suites(
+    session: Session,
+    *,
+    actor: Principal,
+    tenant: Tenant,
+    adapter: Adapter,
+    number: int,
+    suites: SuiteScores,
+    job_id: str,
+) -> None:
+    """The suite scores computed by this job (cached ones are already stored)."""
+    for new in suites.new:
+        version = new.version if new.version is not None else number
+        extra = {"scored_for": f"v{number}"} if version != number else {}
+        evals.record(
+            session,
+            actor=actor,
+            tenant=tenant,
+            adapter=adapter,
+            number=version,
+            data=EvalCreate(
+                suite=new.spec.label,
+                subject=new.subject,  # type: ignore[arg-type]
+                metrics=new.metrics,
+                details={**new.details, "job_id": job_id, "key": new.spec.key, **extra},
+            ),
+            suite_id=new.spec.suite.id,
+        )
 
 
 def record_and_decide(
@@ -24,13 +58,13 @@ def record_and_decide(
     actor: Principal,
     inputs: JobInputs,
     suite: str,
-    scores: dict[str, dict[str, float]],
+    scored: Scored,
     details: dict[str, Any],
 ) -> Decision:
-    """`scores` has "candidate", "base_model" and, when something serves, "production"."""
     job, adapter, tenant = inputs.job, inputs.adapter, inputs.tenant
     number = inputs.version.version
     dataset_id = inputs.validation.id if inputs.validation else None
+    held = scored.heldout
 
     def record(version: int, subject: str, metrics: dict[str, float], **more: Any) -> None:
         evals.record(
@@ -48,23 +82,42 @@ def record_and_decide(
             ),
         )
 
-    record(number, "version", scores["candidate"])
-    record(number, "base_model", scores["base_model"])
+    record(number, "version", held["candidate"])
+    record(number, "base_model", held["base_model"])
     production = inputs.production
-    if production is not None and "production" in scores:
-        record(production.version, "version", scores["production"], scored_for=f"v{number}")
-    lifecycle.mark_ready(session, job=job)
+    if production is not None and "production" in held:
+        record(production.version, "version", held["production"], scored_for=f"v{number}")
+    record_suites(
+        session,
+        actor=actor,
+        tenant=tenant,
+        adapter=adapter,
+        number=number,
+        suites=scored.suites,
+        job_id=str(job.id),
+    )
+    version = lifecycle.mark_ready(session, job=job)
 
     policy = PromotionPolicy.model_validate(adapter.promotion_policy)
-    if production is not None and "production" in scores:
-        incumbent, label = scores["production"], f"production v{production.version}"
+    if production is not None and "production" in held:
+        incumbent, label = scored.subject("production"), f"production v{production.version}"
     else:
-        incumbent, label = scores["base_model"], "the base model"
-    decision = decide(policy, scores["candidate"], incumbent, label)
+        incumbent, label = scored.subject("base_model"), "the base model"
+    general = any(s.key == GENERAL for s in inputs.suites)
+    decision = decide_suites(
+        policy,
+        scored.subject("candidate"),
+        incumbent,
+        label,
+        base=scored.subject("base_model"),
+        forgetting_tolerance=inputs.base.forgetting_tolerance if general else None,
+    )
     current = AliasRepository(session, tenant.id).get(adapter.id, "production", lock=True)
     moved = (current.version_id if current else None) != (production.id if production else None)
+    gate = decision
     if decision.promote and moved:
         decision = Decision(False, "production moved while this version was evaluated", [])
+    store_gate(version, gate, policy, promoted=decision.promote)
     alias = "production" if decision.promote else "candidate"
     aliases.set(
         session,
@@ -84,3 +137,17 @@ def record_and_decide(
         checks=decision.checks,
     )
     return decision
+
+
+def store_gate(
+    version: AdapterVersion, decision: Decision, policy: PromotionPolicy, *, promoted: bool
+) -> None:
+    """Kept on the version: a later manual promotion of a version that failed is an override."""
+    version.gate = {
+        "passed": decision.passed,
+        "promote": promoted,
+        "reason": decision.reason,
+        "checks": decision.checks,
+        "policy": policy.mode,
+        "at": utcnow().isoformat(),
+    }

@@ -6,8 +6,8 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,7 @@ from registry.errors import require
 from registry.models import Adapter, AdapterVersion, BaseModel, Dataset, Tenant, TrainingJob
 from registry.storage import ObjectStore
 from registry.training.lifecycle import artifact_prefix, lifecycle
+from workers.suites import SuiteSpec, load_suites
 
 
 class JobInputError(Exception):
@@ -37,6 +38,9 @@ class JobInputs:
     validation: Dataset | None
     production: AdapterVersion | None
     prefix: str
+    suites: list[SuiteSpec] = field(default_factory=list)
+    rehearsal: Dataset | None = None  # ops' platform rows mixed into training
+    rehearsal_ratio: float = 0.0
 
     @property
     def config(self) -> dict[str, Any]:
@@ -59,6 +63,11 @@ def load_inputs(session: Session, job: TrainingJob) -> JobInputs:
     alias = AliasRepository(session, job.tenant_id).get(adapter.id, "production")
     if alias is not None:
         production = VersionRepository(session, job.tenant_id).get_by_id(alias.version_id)
+    rehearsal = None
+    if base.rehearsal_dataset_id is not None and base.rehearsal_ratio > 0:
+        rehearsal = session.get(Dataset, base.rehearsal_dataset_id)
+        if rehearsal is None or rehearsal.tenant_id is not None:
+            raise JobInputError(f"base model {base.name}'s rehearsal dataset is gone")
     return JobInputs(
         job=job,
         tenant=tenant,
@@ -69,10 +78,22 @@ def load_inputs(session: Session, job: TrainingJob) -> JobInputs:
         validation=validation,
         production=production,
         prefix=artifact_prefix(job),
+        suites=load_suites(session, adapter, base, production),
+        rehearsal=rehearsal,
+        rehearsal_ratio=base.rehearsal_ratio if rehearsal is not None else 0.0,
     )
 
 
-def read_rows(store: ObjectStore, dataset: Dataset) -> list[dict[str, Any]]:
+class StoredRows(Protocol):
+    """A dataset or an eval suite: immutable JSONL rows under a registered digest."""
+
+    name: str
+    version: int
+    sha256: str
+    object_key: str
+
+
+def read_rows(store: ObjectStore, dataset: StoredRows) -> list[dict[str, Any]]:
     """The dataset's rows, after checking the stored bytes against the registered digest.
 
     Streamed: only one chunk and the parsed rows are held, never the file's bytes as well.
@@ -80,7 +101,7 @@ def read_rows(store: ObjectStore, dataset: Dataset) -> list[dict[str, Any]]:
     return list(iter_rows(store, dataset))
 
 
-def iter_rows(store: ObjectStore, dataset: Dataset) -> Iterator[dict[str, Any]]:
+def iter_rows(store: ObjectStore, dataset: StoredRows) -> Iterator[dict[str, Any]]:
     """Parsed rows as the file streams in; raises `DigestMismatch` at the end if it differs,
     so a caller must consume every row before using any."""
     digest = hashlib.sha256()

@@ -7,7 +7,6 @@ Heavy ML imports happen inside the functions: importing this module stays cheap.
 
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 import time
@@ -16,16 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from registry.base_models.local_copy import base_model_path
-from registry.errors import Inconsistent, require
+from registry.errors import require
+from registry.models import AdapterVersionDataset
+from registry.models.enums import DatasetRole
 from registry.training.lifecycle import lifecycle
 from registry.training.repository import PlatformJobRepository
 from registry.training.service import add_event
-from workers.cache import adapter_path
 from workers.context import WorkerContext
 from workers.gate import record_and_decide
 from workers.heartbeat import Heartbeat
 from workers.inputs import JobInputError, JobInputs, read_rows, rows_digest
 from workers.publish import check_adapter, library_versions, publish
+from workers.scoring import Scored, score_all
 
 
 class Cancelled(Exception):
@@ -46,6 +47,7 @@ class Run:
     pad_id: int = 0
     heldout_rows: list[dict[str, Any]] = field(default_factory=list)
     heldout_digest: str = ""
+    rehearsal_rows: int = 0
     train_set: list[Any] = field(default_factory=list)
     eval_set: list[Any] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -95,6 +97,13 @@ def prepare(run: Run) -> None:
             rows, seed=cfg["seed"], fraction=settings.heldout_fraction
         )
     run.heldout_digest = rows_digest(run.heldout_rows)
+    if inputs.rehearsal is not None:  # ops' rows, after the split: never in the held-out set
+        from workers.training.rehearsal import pick, rehearsal_count
+
+        wanted = rehearsal_count(len(train_rows), inputs.rehearsal_ratio)
+        mixed = pick(read_rows(run.ctx.store, inputs.rehearsal), wanted, seed=cfg["seed"])
+        run.rehearsal_rows = len(mixed)
+        train_rows = train_rows + mixed
     base_dir = base_model_path(inputs.base, settings)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
@@ -118,6 +127,7 @@ def prepare(run: Run) -> None:
         train_rows=len(train_rows),
         heldout_rows=len(run.heldout_rows),
         heldout_source="validation dataset" if inputs.validation else "seeded split",
+        rehearsal_rows=run.rehearsal_rows,
     )
 
 
@@ -214,6 +224,8 @@ def publish_artifact(run: Run, folder: Path) -> None:
             for d, role in datasets
         ],
         "heldout": {"rows": len(run.heldout_rows), "sha256": run.heldout_digest},
+        "rehearsal": _rehearsal_entry(run),
+        "eval_suites": [spec.ref | {"key": spec.key} for spec in inputs.suites],
         "metrics": run.metrics["training"],
         "libraries": library_versions(),
     }
@@ -228,57 +240,73 @@ def publish_artifact(run: Run, folder: Path) -> None:
             manifest_digest=run.manifest_digest,
             size_bytes=size,
         )
+        if inputs.rehearsal is not None:
+            session.merge(
+                AdapterVersionDataset(
+                    version_id=inputs.version.id,
+                    dataset_id=inputs.rehearsal.id,
+                    role=DatasetRole.REHEARSAL,
+                )
+            )
     if run.heart.lost:
         raise LeaseLost()
 
 
-def evaluate(run: Run) -> dict[str, dict[str, float]]:
-    """Candidate, base model (adapter disabled) and production (loaded beside it, verified
-    against its manifest), all on the same held-out rows."""
+def _rehearsal_entry(run: Run) -> dict[str, Any] | None:
+    d = run.inputs.rehearsal
+    if d is None:
+        return None
+    return {
+        "dataset_id": str(d.id),
+        "name": d.name,
+        "version": d.version,
+        "sha256": d.sha256,
+        "ratio": run.inputs.rehearsal_ratio,
+        "rows_mixed": run.rehearsal_rows,
+    }
+
+
+def evaluate(run: Run) -> Scored:
+    """Candidate, base model and production on the same held-out rows and eval suites."""
     from workers.training.evaluate import row_kinds, score
 
     run.stage("evaluating")
     settings, model = run.ctx.settings, run.model
     started = time.monotonic()
     run.metrics["generated"] = row_kinds(run.heldout_rows[: settings.eval_max_generate])
+    batch_size = max(1, min(run.cfg["batch_size"], 16))
 
-    def scored() -> dict[str, float]:
-        metrics = score(
+    def heldout() -> dict[str, float]:
+        return score(
             model,
             run.tokenizer,
             run.heldout_rows,
             run.eval_set,
-            batch_size=max(1, min(run.cfg["batch_size"], 16)),
+            batch_size=batch_size,
             pad_id=run.pad_id,
             max_generate=settings.eval_max_generate,
             max_new_tokens=settings.eval_max_new_tokens,
             schema_steps=settings.dataset_schema_steps,
         )
-        return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
-    scores = {"candidate": scored()}
-    with model.disable_adapter():
-        scores["base_model"] = scored()
-    production = run.inputs.production
-    if production is not None and production.base_model_digest == run.inputs.base.digest:
-        if not (production.artifact_prefix and production.manifest):
-            raise Inconsistent(f"production version {production.version} has no artifact")
-        folder = adapter_path(
-            run.ctx.store,
-            version_id=str(production.id),
-            prefix=production.artifact_prefix,
-            files=production.manifest["files"],
-            settings=settings,
-        )
-        model.load_adapter(str(folder), adapter_name="production")
-        model.set_adapter("production")
-        scores["production"] = scored()
-        model.set_adapter("default")
+    scored = score_all(
+        run.ctx,
+        model,
+        run.tokenizer,
+        specs=run.inputs.suites,
+        heldout=heldout,
+        production=run.inputs.production,
+        base_digest=run.inputs.base.digest,
+        batch_size=batch_size,
+        pad_id=run.pad_id,
+        max_seq_length=run.cfg["max_seq_length"],
+        progress=lambda label: run.stage(label),
+    )
     run.metrics["eval_seconds"] = round(time.monotonic() - started, 2)
-    return scores
+    return scored
 
 
-def finish(run: Run, scores: dict[str, dict[str, float]]) -> None:
+def finish(run: Run, scores: Scored) -> None:
     inputs = run.inputs
     with run.ctx.session() as session:
         job = require(PlatformJobRepository(session).find(inputs.job.id), "job")
@@ -290,7 +318,7 @@ def finish(run: Run, scores: dict[str, dict[str, float]]) -> None:
             actor=run.ctx.actor,
             inputs=inputs,
             suite=f"heldout-{run.heldout_digest[:12]}",
-            scores=scores,
+            scored=scores,
             details={
                 "heldout_rows": len(run.heldout_rows),
                 "heldout_sha256": run.heldout_digest,
@@ -302,7 +330,8 @@ def finish(run: Run, scores: dict[str, dict[str, float]]) -> None:
             job=job,
             result={
                 "training": run.metrics["training"],
-                "scores": scores,
+                "scores": scores.heldout,
+                "suites": scores.suites.scores,
                 "eval_seconds": run.metrics["eval_seconds"],
                 "promoted": decision.promote,
                 "decision": decision.reason,

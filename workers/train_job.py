@@ -19,6 +19,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from registry.base_models.local_copy import DigestMismatch
 from registry.db import after_commit
 from registry.errors import require
+from registry.models.enums import JobKind
 from registry.storage import StorageError
 from registry.tasks import TRAIN
 from registry.training.lifecycle import lifecycle
@@ -61,14 +62,19 @@ def run_training(ctx: WorkerContext, job_id: str, *, host: str) -> None:
     log.info("job.started", job_id=job_id, worker=worker, attempt=inputs.job.attempts)
     try:
         with Heartbeat(ctx, jid, worker) as heart:
-            run_pipeline(ctx, inputs, heart)
+            if inputs.job.kind == JobKind.EVALUATE:
+                from workers.evaluate_job import run_evaluation
+
+                run_evaluation(ctx, inputs, heart)
+            else:
+                run_pipeline(ctx, inputs, heart)
     except LeaseLost:
         log.warning("job.abandoned", job_id=job_id, reason="lease lost to another worker")
     except Cancelled:
         with ctx.session() as session:
             job = require(PlatformJobRepository(session).find(jid), f"job {jid}")
             lifecycle.finish_cancelled(session, job=job)
-        delete_prefix(ctx.store, inputs.prefix)
+        _drop_artifact(ctx, inputs)
         log.info("job.cancelled", job_id=job_id)
     except Exception as exc:
         _failed(ctx, inputs, exc)
@@ -91,4 +97,11 @@ def _failed(ctx: WorkerContext, inputs: JobInputs, exc: Exception) -> None:
             delay = retry_delay(ctx, job.attempts)
             after_commit(session, lambda: ctx.queue.send(TRAIN, [str(job.id)], countdown=delay))
     if not requeued:
+        _drop_artifact(ctx, inputs)
+
+
+def _drop_artifact(ctx: WorkerContext, inputs: JobInputs) -> None:
+    """A training job's half-made artifact goes; an evaluate job's artifact is its ready
+    version's, and stays."""
+    if inputs.job.kind == JobKind.TRAIN:
         delete_prefix(ctx.store, inputs.prefix)

@@ -20,6 +20,7 @@ from registry.adapters.versions import versions
 from registry.auth import scopes as sc
 from registry.dependencies import SessionDep, TenantContext, tenant_access
 from registry.errors import NotFound
+from registry.evals.jobs import evaluations
 
 router = APIRouter(prefix="/v1/tenants/{tenant}/adapters", tags=["adapters"])
 
@@ -96,6 +97,15 @@ async def upload_adapter_version(
         body=request.stream(),
         store=request.app.state.store,
         settings=request.app.state.settings,
+    )
+    evaluations.after_upload(
+        session,
+        actor=ctx.principal,
+        tenant=ctx.tenant,
+        adapter=adapter,
+        version=version,
+        settings=request.app.state.settings,
+        queue=request.app.state.tasks,
     )
     return versions.to_out(session, tenant=ctx.tenant, adapter=adapter, rows=[version])[0]
 

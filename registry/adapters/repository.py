@@ -4,7 +4,7 @@ import builtins
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from registry.models import Adapter, AdapterVersion, AdapterVersionDataset, Alias, Dataset
@@ -111,7 +111,11 @@ class VersionRepository:
             .join(Dataset, Dataset.id == AdapterVersionDataset.dataset_id)
             .where(
                 AdapterVersionDataset.version_id.in_(version_ids),
-                Dataset.tenant_id == self.tenant_id,
+                or_(
+                    Dataset.tenant_id == self.tenant_id,
+                    # ops' rehearsal data: the tenant sees which, never its rows
+                    (Dataset.tenant_id.is_(None)) & (AdapterVersionDataset.role == "rehearsal"),
+                ),
             )
             .order_by(Dataset.name, Dataset.version)
         )

@@ -108,6 +108,10 @@ class VersionOut(BaseModel):
     created_by: str
     created_at: dt.datetime
     ready_at: dt.datetime | None
+    gate: dict[str, Any] | None = Field(
+        default=None,
+        description="the promotion gate's last decision: passed, promote, reason, checks",
+    )
 
 
 class VersionList(BaseModel):

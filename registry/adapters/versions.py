@@ -137,6 +137,7 @@ class VersionService:
                 created_by=v.created_by,
                 created_at=v.created_at,
                 ready_at=v.ready_at,
+                gate=v.gate,
             )
             for v in rows
         ]

@@ -29,6 +29,7 @@ class AliasEventOut(BaseModel):
     to_version: int | None
     actor: str
     reason: str
+    override: bool = False  # a version the promotion gate refused, promoted anyway
     occurred_at: dt.datetime
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -13,9 +14,10 @@ from registry.adapters.resolve import is_version_ref
 from registry.aliases.repository import AliasRepository
 from registry.aliases.schemas import AliasAt, AliasOut
 from registry.audit.service import audit
+from registry.auth import scopes as sc
 from registry.auth.principal import Principal
 from registry.db import utcnow
-from registry.errors import Conflict, NotFound, Unprocessable
+from registry.errors import Conflict, Forbidden, NotFound, Unprocessable
 from registry.models import Adapter, Alias, AliasEvent, Tenant
 
 
@@ -41,6 +43,7 @@ class AliasService:
             raise Conflict(
                 f"version {number} is '{target.status}'; only a ready version can hold an alias"
             )
+        override = self._override(actor, alias, target.version, target.gate)
         repo = AliasRepository(session, tenant.id)
         row = repo.get(adapter.id, alias)
         versions = VersionRepository(session, tenant.id)
@@ -60,8 +63,25 @@ class AliasService:
             repo.add(row)
         else:
             row.version_id, row.updated_by, row.updated_at = target.id, actor.subject, now
-        self._record(session, actor, tenant, adapter, alias, previous, number, reason, now)
+        self._record(
+            session, actor, tenant, adapter, alias, previous, number, reason, now, override
+        )
         return self._out(row, number)
+
+    @staticmethod
+    def _override(
+        actor: Principal, alias: str, number: int, gate: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """Putting a version the promotion gate refused into production is an override: only
+        for a caller with the `promotion:override` scope, and recorded as one."""
+        if alias != "production" or not gate or gate.get("passed", True):
+            return None
+        if sc.PROMOTION_OVERRIDE not in actor.scopes:
+            raise Forbidden(
+                f"version {number} failed the promotion gate ({gate.get('reason', '')}); "
+                f"putting it in production anyway needs the '{sc.PROMOTION_OVERRIDE}' scope"
+            )
+        return {"override": True, "gate": gate.get("reason", "")}
 
     def delete(
         self,
@@ -93,6 +113,7 @@ class AliasService:
         number: int | None,
         reason: str,
         now: dt.datetime,
+        override: dict[str, Any] | None = None,
     ) -> None:
         AliasRepository(session, tenant.id).add(
             AliasEvent(
@@ -103,6 +124,7 @@ class AliasService:
                 to_version=number,
                 actor=actor.subject,
                 reason=reason,
+                override=override is not None,
                 occurred_at=now,
             )
         )
@@ -114,7 +136,12 @@ class AliasService:
             target_type="alias",
             target_id=f"{adapter.name}@{alias}",
             tenant_id=tenant.id,
-            details={"from_version": previous, "to_version": number, "reason": reason},
+            details={
+                "from_version": previous,
+                "to_version": number,
+                "reason": reason,
+                **(override or {}),
+            },
         )
 
     def list(

@@ -22,5 +22,28 @@ class EvalRepository:
         stmt = self._evals().where(Eval.version_id == version_id)
         return self.session.execute(stmt.order_by(Eval.created_at)).scalars().all()
 
+    def latest_on_suite(
+        self,
+        *,
+        adapter_id: uuid.UUID,
+        suite_id: uuid.UUID,
+        subject: str,
+        version_id: uuid.UUID | None = None,
+    ) -> Eval | None:
+        """The newest score of `subject` on one suite version: a version's (`version_id`), or
+        the base model's as scored for this adapter."""
+        stmt = self._evals().where(
+            Eval.adapter_id == adapter_id, Eval.suite_id == suite_id, Eval.subject == subject
+        )
+        if version_id is not None:
+            stmt = stmt.where(Eval.version_id == version_id)
+        stmt = stmt.order_by(Eval.created_at.desc()).limit(1)
+        return self.session.execute(stmt).scalar_one_or_none()
+
+    def on_suite(self, *, adapter_id: uuid.UUID, suite_id: uuid.UUID) -> Sequence[Eval]:
+        """Every score on one suite version for this adapter, oldest first."""
+        stmt = self._evals().where(Eval.adapter_id == adapter_id, Eval.suite_id == suite_id)
+        return self.session.execute(stmt.order_by(Eval.created_at)).scalars().all()
+
     def add(self, row: Eval) -> None:
         self.session.add(row)

@@ -40,6 +40,7 @@ class EvalOut(BaseModel):
     subject: str
     metrics: dict[str, float]
     dataset_id: uuid.UUID | None
+    suite_id: uuid.UUID | None = None
     details: dict[str, Any]
     created_by: str
     created_at: dt.datetime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
@@ -29,7 +30,10 @@ class EvalService:
         adapter: Adapter,
         number: int,
         data: EvalCreate,
+        suite_id: uuid.UUID | None = None,
     ) -> Eval:
+        """`suite_id`: the eval-suite version scored (workers only; the API records scores of
+        the client's own suites, without one)."""
         version = versions.get(session, adapter=adapter, number=number)
         dataset_id = data.dataset_id
         if dataset_id is not None and DatasetRepository(session, tenant.id).get(dataset_id) is None:
@@ -42,6 +46,7 @@ class EvalService:
             suite=data.suite,
             metrics=data.metrics,
             dataset_id=data.dataset_id,
+            suite_id=suite_id,
             details=data.details,
             created_by=actor.subject,
         )
@@ -59,6 +64,7 @@ class EvalService:
                 "version": number,
                 "suite": data.suite,
                 "subject": data.subject,
+                "suite_id": str(suite_id) if suite_id else None,
                 "metrics": data.metrics,
             },
         )
@@ -95,6 +101,7 @@ class EvalService:
             subject=row.subject,
             metrics=row.metrics,
             dataset_id=row.dataset_id,
+            suite_id=row.suite_id,
             details=row.details,
             created_by=row.created_by,
             created_at=row.created_at,

@@ -43,7 +43,7 @@ VERSION_COLUMNS = load_only(
     raiseload=True,
 )
 DATASET_COLUMNS = load_only(
-    Dataset.name, Dataset.version, Dataset.sha256, Dataset.rows, raiseload=True
+    Dataset.name, Dataset.version, Dataset.sha256, Dataset.rows, Dataset.tenant_id, raiseload=True
 )
 
 
@@ -91,6 +91,27 @@ class LineageRepository:
             .join(AdapterVersionDataset, AdapterVersionDataset.dataset_id == Dataset.id)
             .where(AdapterVersionDataset.version_id.in_(version_ids))
             .order_by(Dataset.name, Dataset.version, AdapterVersionDataset.role)
+            .options(DATASET_COLUMNS)
+        )
+        return [(row[0], row[1], row[2]) for row in self.session.execute(stmt)]
+
+    def rehearsal(self, version_ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, Dataset, str]]:
+        """Ops' platform rehearsal data mixed into these versions (they are this tenant's: the
+        join filters on the version's tenant). Only its name, version, digest and size."""
+        stmt = (
+            self._scoped(
+                AdapterVersion,
+                AdapterVersionDataset.version_id,
+                Dataset,
+                AdapterVersionDataset.role,
+            )
+            .join(AdapterVersionDataset, AdapterVersionDataset.version_id == AdapterVersion.id)
+            .join(Dataset, Dataset.id == AdapterVersionDataset.dataset_id)
+            .where(
+                AdapterVersionDataset.version_id.in_(version_ids),
+                AdapterVersionDataset.role == "rehearsal",
+                Dataset.tenant_id.is_(None),
+            )
             .options(DATASET_COLUMNS)
         )
         return [(row[0], row[1], row[2]) for row in self.session.execute(stmt)]

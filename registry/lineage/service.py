@@ -64,7 +64,7 @@ class LineageService:
                 g.edge(
                     version_node_id(version.id), version_node_id(rows[i + 1].id), "wasDerivedFrom"
                 )
-        for version_id, dataset, role in repo.datasets(ids):
+        for version_id, dataset, role in repo.datasets(ids) + repo.rehearsal(ids):
             self._dataset(g, version_node_id(version_id), dataset, role)
         for ev in repo.evals(ids):
             self._eval(g, ev)
@@ -160,6 +160,7 @@ class LineageService:
             sha256=d.sha256,
             rows=d.rows,
             role=role,
+            owner="platform" if d.tenant_id is None else "tenant",
         )
         g.edge(version_id, did, "used", role=role)
 
@@ -173,6 +174,7 @@ class LineageService:
             subject=ev.subject,
             metrics=ev.metrics,
             dataset_id=str(ev.dataset_id) if ev.dataset_id else None,
+            suite_id=str(ev.suite_id) if ev.suite_id else None,
             created_by=ev.created_by,
             created_at=ev.created_at,
         )

@@ -18,7 +18,7 @@ from registry.adapters.versions import artifact_prefix as version_prefix
 from registry.db import utcnow
 from registry.errors import Inconsistent, require
 from registry.models import Adapter, AdapterVersion, TrainingJob
-from registry.models.enums import JobStatus, VersionStatus
+from registry.models.enums import JobKind, JobStatus, VersionStatus
 from registry.training.repository import PlatformJobRepository, TrainingJobRepository
 from registry.training.service import add_event
 
@@ -83,7 +83,8 @@ class JobLifecycle:
         job.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
         job.started_at = job.started_at or now
         job.error = ""
-        self.version(session, job).status = VersionStatus.TRAINING
+        if job.kind == JobKind.TRAIN:  # an evaluate job scores a ready version: it stays ready
+            self.version(session, job).status = VersionStatus.TRAINING
         add_event(session, job, "started", f"attempt {job.attempts} on {worker}", worker=worker)
         session.flush()
         return Claim("claimed", job)
@@ -138,14 +139,17 @@ class JobLifecycle:
     def succeed(self, session: Session, *, job: TrainingJob, result: dict[str, Any]) -> None:
         job.status, job.result = JobStatus.SUCCEEDED, result
         job.finished_at, job.lease_expires_at = utcnow(), None
-        add_event(session, job, "succeeded", f"version {self.version(session, job).version} ready")
+        number = self.version(session, job).version
+        done = "scored" if job.kind == JobKind.EVALUATE else "ready"
+        add_event(session, job, "succeeded", f"version {number} {done}")
         session.flush()
 
     def finish_cancelled(self, session: Session, *, job: TrainingJob, by: str = "") -> None:
         job.status, job.finished_at, job.lease_expires_at = JobStatus.CANCELLED, utcnow(), None
-        version = self.version(session, job)
-        version.status, version.status_message = VersionStatus.CANCELLED, "training job cancelled"
-        version.artifact_prefix = version.manifest = version.manifest_digest = None
+        if job.kind == JobKind.TRAIN:
+            version = self.version(session, job)
+            version.status, version.status_message = VersionStatus.CANCELLED, "job cancelled"
+            version.artifact_prefix = version.manifest = version.manifest_digest = None
         add_event(session, job, "cancelled", f"by {by}" if by else "stopped at the next step")
         session.flush()
 
@@ -153,9 +157,12 @@ class JobLifecycle:
         """Requeue when attempts remain and the error is transient; else fail for good.
         Returns whether the job was requeued."""
         version = self.version(session, job)
+        training = job.kind == JobKind.TRAIN  # an evaluate job leaves its version as it was
         job.error, job.worker, job.lease_expires_at = error[:4000], None, None
         if retryable and job.attempts < job.max_attempts and not job.cancel_requested:
-            job.status, version.status = JobStatus.QUEUED, VersionStatus.QUEUED
+            job.status = JobStatus.QUEUED
+            if training:
+                version.status = VersionStatus.QUEUED
             add_event(
                 session,
                 job,
@@ -165,8 +172,9 @@ class JobLifecycle:
             session.flush()
             return True
         job.status, job.finished_at = JobStatus.FAILED, utcnow()
-        version.status, version.status_message = VersionStatus.FAILED, error[:2000]
-        version.artifact_prefix = version.manifest = version.manifest_digest = None
+        if training:
+            version.status, version.status_message = VersionStatus.FAILED, error[:2000]
+            version.artifact_prefix = version.manifest = version.manifest_digest = None
         add_event(session, job, "failed", error[:2000])
         session.flush()
         return False
@@ -175,7 +183,9 @@ class JobLifecycle:
         """Jobs whose worker stopped renewing the lease: retry them, or fail them for good."""
         out = []
         for job in PlatformJobRepository(session).expired_leases(now):
-            prefix = self.version(session, job).artifact_prefix or artifact_prefix(job)
+            prefix: str | None = None  # an evaluate job's artifact is the version's: kept
+            if job.kind == JobKind.TRAIN:
+                prefix = self.version(session, job).artifact_prefix or artifact_prefix(job)
             expired = job.lease_expires_at
             requeued = self.fail(
                 session,
@@ -183,7 +193,7 @@ class JobLifecycle:
                 error=f"worker {job.worker} lost: lease expired at {expired:%Y-%m-%dT%H:%M:%SZ}",
                 retryable=True,
             )
-            out.append(Reaped(job.id, requeued, None if requeued else prefix))
+            out.append(Reaped(job.id, requeued, None if requeued or prefix is None else prefix))
         return out
 
     def stale_queued(self, session: Session, *, older_than: dt.datetime) -> list[uuid.UUID]:

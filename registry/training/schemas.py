@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from registry.models.enums import JobStatus
+from registry.models.enums import JobKind, JobStatus
 from registry.validation_types import JsonObject
 
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
@@ -38,6 +38,9 @@ class TrainingJobOut(BaseModel):
     tenant: str
     adapter: str
     version: int
+    kind: JobKind = Field(
+        default=JobKind.TRAIN, description="train a new version, or evaluate an existing one"
+    )
     status: JobStatus
     trigger: str
     trigger_ref: dict[str, Any]

@@ -227,6 +227,7 @@ class TrainingService:
                     tenant=slug,
                     adapter=name,
                     version=number,
+                    kind=job.kind,
                     status=job.status,  # type: ignore[arg-type]
                     trigger=job.trigger,
                     trigger_ref=job.trigger_ref,
