@@ -8,7 +8,7 @@ import typer
 
 from cli import demo_loop as demo_cmd
 from cli import dev as dev_cmd
-from cli import lineage_view, remote, remote_base_models, remote_ops, up
+from cli import lineage_view, remote, remote_base_models, remote_evals, remote_ops, up
 from cli import work as work_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="loraplex platform CLI")
@@ -40,6 +40,7 @@ app.add_typer(remote.drift_app, name="drift-policy")
 app.command("lineage")(lineage_view.lineage)
 app.add_typer(remote.audit_app, name="audit")
 app.add_typer(remote_base_models.base_models_app, name="base-models")
+app.add_typer(remote_evals.evals_app, name="evals")
 _ = remote_ops  # registers the schedule, drift-policy and audit commands
 
 
