@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     # row), and an adapter's safetensors header (parsed in Python; a rank-64 adapter on 7
     # projections of 80 layers has ~1,100 tensors, ~130 KB of header).
     dataset_max_rows: int = Field(default=2_000_000, ge=1, description="rows per dataset")
+    # An eval suite is scored whole by generation at every evaluation: a few thousand rows.
+    eval_suite_max_rows: int = Field(default=2000, ge=1, description="rows per eval suite")
     # Tool-use chat rows (registry/datasets/tool_schemas.py): tools one row may define, and the
     # JSON Schema work one row may take (keyword evaluations, tool schemas and call arguments
     # together; ~10-20 us each), so a pathological schema cannot stall an upload.

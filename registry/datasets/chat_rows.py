@@ -11,6 +11,9 @@ The format is OpenAI's, checked as its fine-tuning API documents it:
   being learned, needs no answer);
 * `weight` (0 or 1) only on assistant messages, and at least one assistant message is trained;
 * the legacy `functions` / `function_call` / role `function` are refused with their rewrite.
+
+With `final_assistant=False` (eval-suite rows) the conversation is the prompt the model answers:
+it ends with a user or tool message, every call made in it is answered, and nothing is trained.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ _CALL_SHAPE = '{"id": ..., "type": "function", "function": {"name": ..., "argume
 class ChatCheck(NamedTuple):
     reason: str | None  # None: the row is valid
     uses_tools: bool  # the row has a `tools` list or a tool call
+    tools: dict[str, Any] | None = None  # a valid row's tools: name -> compiled parameters
 
 
 @dataclass
@@ -44,10 +48,11 @@ class _Call:
 class ChatRows:
     """Checks chat rows; holds the compiled tool schemas shared by the rows of one upload."""
 
-    def __init__(self, *, max_tools: int, schema_steps: int) -> None:
+    def __init__(self, *, max_tools: int, schema_steps: int, final_assistant: bool = True) -> None:
         if max_tools < 1:
             raise ValueError("max_tools must be at least 1")
         self.max_tools = max_tools
+        self.final_assistant = final_assistant  # False: the row is a prompt, not a lesson
         self.schemas = ToolSchemas(max_steps=schema_steps)
 
     def check(self, obj: dict[str, Any]) -> ChatCheck:
@@ -57,24 +62,25 @@ class ChatRows:
             for m in (obj["messages"] if isinstance(obj["messages"], list) else ())
         )
         with self.schemas.row():
-            return ChatCheck(self._check(obj), uses_tools)
+            reason, tools = self._check(obj)
+        return ChatCheck(reason, uses_tools, tools if reason is None else None)
 
-    def _check(self, obj: dict[str, Any]) -> str | None:
+    def _check(self, obj: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
         if "functions" in obj:
             return (
                 '"functions" is the legacy format; list them in "tools" as '
                 '{"type": "function", "function": {"name": ..., "parameters": ...}}'
-            )
+            ), None
         parallel = obj.get("parallel_tool_calls", True)
         if not isinstance(parallel, bool):
-            return f'"parallel_tool_calls" must be true or false, got {json_type(parallel)}'
+            return f'"parallel_tool_calls" must be true or false, got {json_type(parallel)}', None
         tools: dict[str, Any] | None = None
         if "tools" in obj:
             tools_or_reason = self._tools(obj["tools"])
             if isinstance(tools_or_reason, str):
-                return tools_or_reason
+                return tools_or_reason, None
             tools = tools_or_reason
-        return self._messages(obj["messages"], tools, parallel)
+        return self._messages(obj["messages"], tools, parallel), tools
 
     def _tools(self, tools: object) -> dict[str, Any] | str:
         """Tool name -> compiled parameters (None: no parameters), or why `tools` is invalid."""
@@ -120,6 +126,8 @@ class ChatRows:
         if not isinstance(messages, list):
             return f'"messages" must be a list of messages, got {json_type(messages)}'
         if not messages:
+            if not self.final_assistant:
+                return '"messages" is empty; add at least the user message to answer'
             return '"messages" is empty; add at least a user and an assistant message'
         calls: dict[str, _Call] = {}  # every call of the row, by id
         pending: dict[str, _Call] = {}  # the calls not answered yet, oldest first
@@ -153,6 +161,8 @@ class ChatRows:
                 reason = _text(msg)
             if reason is not None:
                 return f"message {i}: {reason}"
+        if not self.final_assistant:
+            return _prompt_end(role, len(messages), pending)
         if not has_assistant:
             return "no assistant message; add the assistant reply the adapter should learn"
         if role != "assistant":
@@ -244,6 +254,23 @@ class ChatRows:
             if reason is not None:
                 return f"{name}: {reason}"
         return None
+
+
+def _prompt_end(role: object, count: int, pending: dict[str, _Call]) -> str | None:
+    """A prompt ends where the model takes over: after the user, or after the tool results."""
+    if role not in ("user", "tool"):
+        return (
+            f"the last message (message {count}) is from {role}; end with the user (or tool) "
+            "message the model answers, and put the expected answer in the checks"
+        )
+    if pending:
+        cid, call = next(iter(pending.items()))
+        return (
+            f'call "{cid}" ({call.name}) of message {call.message} has no tool result before '
+            f'the answer; add a tool message with "tool_call_id": "{cid}" after message '
+            f"{call.message}"
+        )
+    return None
 
 
 def _role(msg: dict[str, Any], role: object) -> str | None:

@@ -1,38 +1,53 @@
-"""The dataset upload sink: validate, de-duplicate, hash and store while the file streams."""
+"""The upload sink of a JSONL file (a dataset, an eval suite): validate, de-duplicate, hash and
+store while the file streams. Nothing is visible until `commit`.
+
+What a row must hold is the validator's business and where the rows land is the key function's
+(a digest -> an object key), so one sink serves a tenant's datasets, ops' platform datasets and
+eval suites alike.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
+from registry.datasets.schemas import NAME_PATTERN
 from registry.datasets.validation import DatasetValidator, ValidationReport
-from registry.errors import PayloadTooLarge
+from registry.errors import PayloadTooLarge, Unprocessable
 from registry.storage import ObjectStore, ObjectWriter, StoredObject
+from registry.uploads import read_streaming_form
+
+KeyFn = Callable[[str], str]  # the stored rows' sha256 -> their object key
+_NAME = re.compile(NAME_PATTERN)
 
 
 def dataset_key(tenant_id: uuid.UUID, sha256: str) -> str:
     return f"tenants/{tenant_id}/datasets/sha256/{sha256}.jsonl"
 
 
-class DatasetIngest:
-    """A `FileSink` for one dataset file. Nothing is visible until `commit`."""
+@dataclass(frozen=True)
+class IngestLimits:
+    """What one upload may keep, and the words its 413s use."""
+
+    max_stored_bytes: int
+    max_rows: int
+    noun: str = "dataset"  # "the dataset has more than ... rows"
+    rows_setting: str = "LORAPLEX_DATASET_MAX_ROWS"
+    stored_limit: str = (
+        "dataset quota exceeded: this upload is larger than the tenant's whole dataset quota"
+    )
+
+
+class JsonlIngest:
+    """A `FileSink` for one JSONL file checked by `validator` and stored under `key(digest)`."""
 
     def __init__(
-        self,
-        store: ObjectStore,
-        *,
-        tenant_id: uuid.UUID,
-        max_line_bytes: int,
-        max_stored_bytes: int,
-        max_rows: int,
-        max_tools: int = 128,
-        schema_steps: int = 50_000,
+        self, store: ObjectStore, *, validator: DatasetValidator, key: KeyFn, limits: IngestLimits
     ) -> None:
-        self.store, self.tenant_id = store, tenant_id
-        self.max_stored_bytes, self.max_rows = max_stored_bytes, max_rows
-        self.validator = DatasetValidator(
-            max_line_bytes=max_line_bytes, max_tools=max_tools, schema_steps=schema_steps
-        )
+        self.store, self.validator, self.key, self.limits = store, validator, key, limits
         self.source_hash = hashlib.sha256()
         self.source_bytes = 0
         self.filename = ""
@@ -57,10 +72,11 @@ class DatasetIngest:
 
     def _check_rows(self) -> None:
         """Kept rows are bounded: de-duplication holds a digest for each."""
-        if self.validator.report.rows > self.max_rows:
+        lim = self.limits
+        if self.validator.report.rows > lim.max_rows:
             raise PayloadTooLarge(
-                f"the dataset has more than {self.max_rows:,} rows, the limit per dataset "
-                "(LORAPLEX_DATASET_MAX_ROWS); split it into several datasets"
+                f"the {lim.noun} has more than {lim.max_rows:,} rows, the limit per {lim.noun} "
+                f"({lim.rows_setting}); split it into several {lim.noun}s"
             )
 
     def _write(self, rows: list[bytes]) -> None:
@@ -69,10 +85,9 @@ class DatasetIngest:
         if self._writer is None:
             raise RuntimeError("the upload was not started")
         self._writer.write(b"".join(rows))
-        if self._writer.size > self.max_stored_bytes:
+        if self._writer.size > self.limits.max_stored_bytes:
             raise PayloadTooLarge(
-                f"dataset quota exceeded: this upload is larger than the tenant's whole "
-                f"dataset quota of {self.max_stored_bytes:,} bytes"
+                f"{self.limits.stored_limit} of {self.limits.max_stored_bytes:,} bytes"
             )
 
     @property
@@ -93,13 +108,85 @@ class DatasetIngest:
             raise RuntimeError("the upload was not started")
         return self._writer.sha256
 
+    def summary(self) -> str:
+        """Why the file was refused, in one line (the 422's detail; `report` has the rest)."""
+        r = self.report
+        if not self.finished:
+            return "the upload ended before the file was complete"
+        if r.invalid:
+            first = r.errors[0]
+            return (
+                f"{r.invalid} of {r.lines} lines are invalid; nothing was stored. "
+                f"First: line {first.line}: {first.reason}"
+            )
+        return r.errors[0].reason if r.errors else "the file has no rows"
+
     def commit(self) -> StoredObject:
         if self._writer is None:
             raise RuntimeError("the upload was not started")
         if not self.ok:
             raise RuntimeError("an invalid upload cannot be committed")
-        return self._writer.commit(lambda digest: dataset_key(self.tenant_id, digest))
+        return self._writer.commit(self.key)
 
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.abort()
+
+
+class DatasetIngest(JsonlIngest):
+    """A dataset file: stored under `key`, by default the tenant's dataset key."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        max_line_bytes: int,
+        max_stored_bytes: int,
+        max_rows: int,
+        max_tools: int = 128,
+        schema_steps: int = 50_000,
+        tenant_id: uuid.UUID | None = None,
+        key: KeyFn | None = None,
+    ) -> None:
+        if key is None:
+            if tenant_id is None:
+                raise ValueError("a dataset ingest needs the tenant_id or a key function")
+            owner = tenant_id
+            key = lambda digest: dataset_key(owner, digest)  # noqa: E731
+        validator = DatasetValidator(
+            max_line_bytes=max_line_bytes, max_tools=max_tools, schema_steps=schema_steps
+        )
+        super().__init__(
+            store,
+            validator=validator,
+            key=key,
+            limits=IngestLimits(max_stored_bytes=max_stored_bytes, max_rows=max_rows),
+        )
+        self.tenant_id = tenant_id
+
+
+async def receive(
+    ingest: JsonlIngest,
+    *,
+    content_type: str | None,
+    body: AsyncIterator[bytes],
+    max_upload_bytes: int,
+) -> str:
+    """Streams a multipart upload (fields `name` and `file`) into `ingest`; returns the name once
+    the whole file is valid. Refusals are 4xx; the caller aborts the ingest on any error."""
+    form = await read_streaming_form(
+        content_type,
+        body,
+        sinks={"file": lambda: ingest},
+        max_body_bytes=max_upload_bytes + (64 << 10),
+    )
+    name = form.fields.get("name", "")
+    if not _NAME.match(name):
+        raise Unprocessable(
+            "field 'name' is required: 1-100 characters, letters, digits, '.', '_', '-'"
+        )
+    if "file" not in form.files:
+        raise Unprocessable("field 'file' (the JSONL file) is required")
+    if not ingest.ok:
+        raise Unprocessable(ingest.summary(), report=ingest.report.to_dict())
+    return name

@@ -23,7 +23,7 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 from hashlib import blake2b
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -34,7 +34,6 @@ from registry.datasets.tool_schemas import show as _show
 CHAT = "chat"
 PROMPT_COMPLETION = "prompt_completion"
 
-_FORMAT_LABELS = {CHAT: "chat", PROMPT_COMPLETION: "prompt/completion"}
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -110,7 +109,14 @@ class DigestSet:
 
 
 class DatasetValidator:
-    """Validates one upload: call `feed` per chunk, then `finish` once."""
+    """Validates one upload: call `feed` per chunk, then `finish` once.
+
+    Line handling, limits, de-duplication and the report are the same for every JSONL upload;
+    what a row must hold is in the `_row_format` / `_check_format` / `_kept` hooks, which an
+    eval-suite validator overrides (registry/suites/validation.py)."""
+
+    FORMAT_LABELS: ClassVar[dict[str, str]] = {CHAT: "chat", PROMPT_COMPLETION: "prompt/completion"}
+    FINAL_ASSISTANT: ClassVar[bool] = True  # chat rows end with the assistant turn to learn
 
     def __init__(
         self,
@@ -134,7 +140,9 @@ class DatasetValidator:
         self._seen = DigestSet()
         self._format_line = 0
         self._finished = False
-        self._chat = ChatRows(max_tools=max_tools, schema_steps=schema_steps)
+        self._chat = ChatRows(
+            max_tools=max_tools, schema_steps=schema_steps, final_assistant=self.FINAL_ASSISTANT
+        )
         self._uses_tools = False  # whether the row just checked has tools or tool calls
 
     @property
@@ -252,35 +260,50 @@ class DatasetValidator:
             rep.duplicates += 1
             return
         rep.rows += 1
-        rep.tool_rows += self._uses_tools
+        self._kept()
         if not rep.invalid:
             out.append(raw + b"\n")
 
     def _check_row(self, obj: dict[str, Any], lineno: int) -> str | None:
-        if "messages" in obj:
-            kind = CHAT
-        elif "prompt" in obj or "completion" in obj:
-            kind = PROMPT_COMPLETION
-        else:
-            return (
-                'expected "messages" (chat format) or "prompt" and "completion"; '
-                f"found {_keys(obj)}"
-            )
+        kind, reason = self._row_format(obj)
+        if kind is None:
+            return reason
         fmt = self.report.format
         if fmt is not None and kind != fmt:
+            labels = self.FORMAT_LABELS
             return (
-                f"this row is in {_FORMAT_LABELS[kind]} format, but line {self._format_line} "
-                f"set the file's format to {_FORMAT_LABELS[fmt]}; use one format per file"
+                f"this row is in {labels[kind]} format, but line {self._format_line} "
+                f"set the file's format to {labels[fmt]}; use one format per file"
             )
-        self._uses_tools = False
-        if kind == CHAT:
-            reason, self._uses_tools = self._chat.check(obj)
-        else:
-            reason = _check_prompt_completion(obj)
+        reason = self._check_format(kind, obj)
         if reason is None and fmt is None:
             self.report.format = kind
             self._format_line = lineno
         return reason
+
+    # The hooks a validator of another kind of rows (registry/suites) overrides.
+
+    def _row_format(self, obj: dict[str, Any]) -> tuple[str, None] | tuple[None, str]:
+        """The format a row is in, or why it is in none."""
+        if "messages" in obj:
+            return CHAT, None
+        if "prompt" in obj or "completion" in obj:
+            return PROMPT_COMPLETION, None
+        return None, (
+            f'expected "messages" (chat format) or "prompt" and "completion"; found {keys(obj)}'
+        )
+
+    def _check_format(self, kind: str, obj: dict[str, Any]) -> str | None:
+        """Why a row of format `kind` is invalid, or None."""
+        self._uses_tools = False
+        if kind == CHAT:
+            reason, self._uses_tools, _ = self._chat.check(obj)
+            return reason
+        return _check_prompt_completion(obj)
+
+    def _kept(self) -> None:
+        """Counts a row that passed and is not a duplicate (the last one checked)."""
+        self.report.tool_rows += self._uses_tools
 
     def _invalid(self, lineno: int, reason: str) -> None:
         self.report.invalid += 1
@@ -314,7 +337,8 @@ def _json_reason(raw: bytes, exc: orjson.JSONDecodeError) -> str:
     return f"invalid JSON: {exc.msg} at column {exc.colno}"
 
 
-def _keys(obj: dict[str, Any], limit: int = 5) -> str:
+def keys(obj: dict[str, Any], limit: int = 5) -> str:
+    """The first keys of a row, for a reason that says what was found."""
     if not obj:
         return "an empty object"
     shown = ", ".join(_show(k, 30) for k in list(obj)[:limit])
