@@ -15,8 +15,10 @@ class BaseModelRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def get_by_name(self, name: str) -> BaseModel | None:
+    def get_by_name(self, name: str, *, lock: bool = False) -> BaseModel | None:
         stmt = select(BaseModel).where(BaseModel.name == name)
+        if lock:
+            stmt = stmt.with_for_update()
         return self.session.execute(stmt).scalar_one_or_none()
 
     def get(self, base_model_id: uuid.UUID) -> BaseModel | None:

@@ -9,6 +9,8 @@ from pydantic import ConfigDict, Field, field_validator
 
 from registry.auth.principal import Principal
 from registry.auth.scopes import Role
+from registry.models import BaseModel, Dataset, EvalSuite
+from registry.validation_types import INT32_MAX
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 # vLLM 0.32's built-in tool-call parsers (`vllm.tool_parsers`): the registry cannot import vLLM,
@@ -55,6 +57,66 @@ class BaseModelCreate(Schema):
         return value
 
 
+class PlatformRef(Schema):
+    """A platform suite version by name; `version` null: its latest version now (the base
+    model keeps that exact version; a later upload does not move it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    version: int | None = Field(default=None, ge=1, le=INT32_MAX)
+
+
+class RehearsalIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(pattern=NAME_PATTERN, description="a platform dataset's name")
+    version: int | None = Field(default=None, ge=1, le=INT32_MAX, description="null: latest")
+    ratio: float = Field(
+        gt=0,
+        le=0.9,
+        allow_inf_nan=False,
+        description="share of every training run's rows drawn from this dataset",
+    )
+
+
+class BaseModelEvalsIn(Schema):
+    """The whole forgetting guard of a base model, replaced at once (omitted fields: off)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    general_suite: PlatformRef | None = Field(
+        default=None,
+        description="a platform eval suite every candidate and the base model are scored on",
+    )
+    forgetting_tolerance: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="how far below the base model's general-suite score a candidate may fall",
+    )
+    rehearsal: RehearsalIn | None = Field(
+        default=None, description="platform rows mixed into every tenant's training"
+    )
+
+
+class GeneralSuiteOut(Schema):
+    id: uuid.UUID
+    name: str
+    version: int
+    sha256: str
+
+
+class RehearsalOut(Schema):
+    dataset_id: uuid.UUID
+    name: str
+    version: int
+    sha256: str
+    rows: int
+    ratio: float
+
+
 class BaseModelOut(Schema):
     model_config = ConfigDict(from_attributes=True)
 
@@ -76,13 +138,49 @@ class BaseModelOut(Schema):
         description="the vLLM tool-call parser the engine serves this model with; null: no "
         "tool calling served"
     )
+    general_suite: GeneralSuiteOut | None = Field(
+        default=None, description="the platform suite scored against forgetting; null: none"
+    )
+    forgetting_tolerance: float
+    rehearsal: RehearsalOut | None = Field(
+        default=None, description="platform rows mixed into training; null: none"
+    )
     created_by: str
     created_at: dt.datetime
 
 
-def base_model_out(model: object, principal: Principal) -> BaseModelOut:
-    """The row as `principal` may see it: tenants do not see `uri` (server paths, buckets)."""
-    out = BaseModelOut.model_validate(model)
+def base_model_out(
+    model: BaseModel,
+    principal: Principal,
+    *,
+    general_suite: EvalSuite | None = None,
+    rehearsal: Dataset | None = None,
+) -> BaseModelOut:
+    """The row as `principal` may see it: tenants do not see `uri` (server paths, buckets).
+
+    `general_suite` and `rehearsal` are the rows `model` points at (see
+    `BaseModelService.evals_of`)."""
+    out = BaseModelOut.model_validate(model).model_copy(
+        update={
+            "general_suite": (
+                GeneralSuiteOut.model_validate(general_suite, from_attributes=True)
+                if general_suite
+                else None
+            ),
+            "rehearsal": (
+                RehearsalOut(
+                    dataset_id=rehearsal.id,
+                    name=rehearsal.name,
+                    version=rehearsal.version,
+                    sha256=rehearsal.sha256,
+                    rows=rehearsal.rows,
+                    ratio=model.rehearsal_ratio,
+                )
+                if rehearsal
+                else None
+            ),
+        }
+    )
     return (
         out if principal.role in (Role.OPS, Role.AUDITOR) else out.model_copy(update={"uri": None})
     )

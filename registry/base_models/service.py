@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.audit.service import audit
@@ -18,9 +20,10 @@ from registry.base_models.inspect import (
 )
 from registry.base_models.local_copy import source_for
 from registry.base_models.repository import BaseModelRepository
-from registry.base_models.schemas import BaseModelCreate
+from registry.base_models.schemas import BaseModelCreate, BaseModelEvalsIn, PlatformRef
+from registry.datasets.service import datasets
 from registry.errors import Conflict, NotFound, Unprocessable
-from registry.models import BaseModel
+from registry.models import BaseModel, Dataset, EvalSuite
 from registry.settings import Settings
 from registry.storage import StorageError
 
@@ -112,11 +115,89 @@ class BaseModelService:
     def list(self, session: Session) -> Sequence[BaseModel]:
         return BaseModelRepository(session).list()
 
-    def get(self, session: Session, *, name: str) -> BaseModel:
-        model = BaseModelRepository(session).get_by_name(name)
+    def get(self, session: Session, *, name: str, lock: bool = False) -> BaseModel:
+        model = BaseModelRepository(session).get_by_name(name, lock=lock)
         if model is None:
             raise NotFound(f"base model '{name}' not found")
         return model
+
+    def evals_of(
+        self, session: Session, model: BaseModel
+    ) -> tuple[EvalSuite | None, Dataset | None]:
+        """The general suite and the rehearsal dataset `model` points at (None: unset)."""
+        suite = session.get(EvalSuite, model.general_suite_id) if model.general_suite_id else None
+        data = (
+            session.get(Dataset, model.rehearsal_dataset_id) if model.rehearsal_dataset_id else None
+        )
+        return suite, data
+
+    def set_evals(
+        self, session: Session, *, actor: Principal, name: str, data: BaseModelEvalsIn
+    ) -> BaseModel:
+        """Set the whole forgetting guard: the general suite, the tolerance, the rehearsal set.
+
+        Both must be platform rows (ops'); versions given as null resolve to the latest now.
+        """
+        model = self.get(session, name=name, lock=True)
+        before = _evals_summary(model, *self.evals_of(session, model))
+        suite = platform_suite(session, data.general_suite) if data.general_suite else None
+        rehearsal = (
+            datasets.find(
+                session, tenant=None, name=data.rehearsal.dataset, version=data.rehearsal.version
+            )
+            if data.rehearsal
+            else None
+        )
+        model.general_suite_id = suite.id if suite else None
+        model.forgetting_tolerance = data.forgetting_tolerance
+        model.rehearsal_dataset_id = rehearsal.id if rehearsal else None
+        model.rehearsal_ratio = data.rehearsal.ratio if data.rehearsal else 0.0
+        session.flush()
+        audit.record(
+            session,
+            actor=actor,
+            action="base_model.evals.set",
+            target_type="base_model",
+            target_id=model.name,
+            details={"before": before, "after": _evals_summary(model, suite, rehearsal)},
+        )
+        return model
+
+
+def platform_suite(session: Session, ref: PlatformRef) -> EvalSuite:
+    """A platform eval suite (`tenant_id IS NULL`) by name and version (None: the latest)."""
+    stmt = select(EvalSuite).where(EvalSuite.tenant_id.is_(None), EvalSuite.name == ref.name)
+    if ref.version is not None:
+        stmt = stmt.where(EvalSuite.version == ref.version)
+    found = session.execute(stmt.order_by(EvalSuite.version.desc()).limit(1)).scalar_one_or_none()
+    if found is None:
+        which = f"version {ref.version} of " if ref.version is not None else ""
+        raise NotFound(
+            f"{which}platform eval suite '{ref.name}' not found (a general suite is uploaded "
+            "by ops with POST /v1/platform/eval-suites)"
+        )
+    return found
+
+
+def _evals_summary(
+    model: BaseModel, suite: EvalSuite | None, rehearsal: Dataset | None
+) -> dict[str, Any]:
+    return {
+        "general_suite": (
+            {"id": str(suite.id), "name": suite.name, "version": suite.version} if suite else None
+        ),
+        "forgetting_tolerance": model.forgetting_tolerance,
+        "rehearsal": (
+            {
+                "dataset_id": str(rehearsal.id),
+                "name": rehearsal.name,
+                "version": rehearsal.version,
+                "ratio": model.rehearsal_ratio,
+            }
+            if rehearsal
+            else None
+        ),
+    }
 
 
 base_models = BaseModelService()

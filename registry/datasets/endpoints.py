@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -10,24 +10,20 @@ from registry.auth import scopes as sc
 from registry.datasets.schemas import DatasetList, DatasetOut
 from registry.datasets.service import datasets
 from registry.dependencies import SessionDep, TenantContext, tenant_access
+from registry.models import Dataset
+from registry.storage import ObjectStore
 from registry.validation_types import INT64_MAX
 
 router = APIRouter(prefix="/v1/tenants/{tenant}/datasets", tags=["datasets"])
 
-DatasetsRead = Annotated[TenantContext, Depends(tenant_access(sc.DATASETS_READ))]
-DatasetsWrite = Annotated[TenantContext, Depends(tenant_access(sc.DATASETS_WRITE, write=True))]
-
-
-@router.post(
-    "",
-    status_code=201,
-    response_model=DatasetOut,
-    responses={
+# The upload's documented answers and multipart body (shared with platform datasets).
+UPLOAD_DOC: dict[str, Any] = {
+    "responses": {
         200: {"description": "the same name already holds exactly this content"},
         413: {"description": "over the upload limit or the tenant's dataset quota"},
         422: {"description": "invalid file; `report` has counts and the first errors by line"},
     },
-    openapi_extra={
+    "openapi_extra": {
         "requestBody": {
             "content": {
                 "multipart/form-data": {
@@ -43,7 +39,13 @@ DatasetsWrite = Annotated[TenantContext, Depends(tenant_access(sc.DATASETS_WRITE
             }
         }
     },
-)
+}
+
+DatasetsRead = Annotated[TenantContext, Depends(tenant_access(sc.DATASETS_READ))]
+DatasetsWrite = Annotated[TenantContext, Depends(tenant_access(sc.DATASETS_WRITE, write=True))]
+
+
+@router.post("", status_code=201, response_model=DatasetOut, **UPLOAD_DOC)
 async def upload_dataset(
     ctx: DatasetsWrite, request: Request, response: Response, session: SessionDep
 ) -> DatasetOut:
@@ -88,9 +90,14 @@ def download_dataset(
     ctx: DatasetsRead, dataset_id: uuid.UUID, session: SessionDep, request: Request
 ) -> StreamingResponse:
     dataset = datasets.get(session, tenant=ctx.tenant, dataset_id=dataset_id)
+    return content_response(request.app.state.store, dataset)
+
+
+def content_response(store: ObjectStore, dataset: Dataset) -> StreamingResponse:
+    """The stored rows as a download, with their digest for the client to check."""
     filename = f"{dataset.name}-v{dataset.version}.jsonl"
     return StreamingResponse(
-        datasets.open_content(request.app.state.store, dataset),
+        datasets.open_content(store, dataset),
         media_type="application/x-ndjson",
         headers={
             "Content-Length": str(dataset.bytes),

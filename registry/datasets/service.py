@@ -1,8 +1,11 @@
-"""Dataset versions: streamed, validated uploads that become immutable, content-addressed rows."""
+"""Dataset versions: streamed, validated uploads that become immutable, content-addressed rows.
+
+An owner is a tenant, or with `tenant=None` the platform: ops' datasets (rehearsal data mixed
+into tenants' training), stored under `platform/` and never listed or read through tenant routes.
+"""
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -12,17 +15,22 @@ from starlette.concurrency import run_in_threadpool
 
 from registry.audit.service import audit
 from registry.auth.principal import Principal
-from registry.datasets.ingest import DatasetIngest
+from registry.datasets.ingest import DatasetIngest, IngestLimits, JsonlIngest, receive
 from registry.datasets.repository import DatasetRepository
-from registry.datasets.schemas import NAME_PATTERN
-from registry.errors import NotFound, PayloadTooLarge, Unprocessable
+from registry.datasets.validation import DatasetValidator
+from registry.errors import NotFound, PayloadTooLarge
 from registry.models import Dataset, Tenant
 from registry.settings import Settings
 from registry.storage import ObjectStore, StoredObject
 from registry.tenants.repository import TenantRepository
-from registry.uploads import read_streaming_form
 
-_NAME = re.compile(NAME_PATTERN)
+
+def platform_dataset_key(sha256: str) -> str:
+    return f"platform/datasets/sha256/{sha256}.jsonl"
+
+
+def _what(tenant: Tenant | None) -> str:
+    return "dataset" if tenant is not None else "platform dataset"
 
 
 @dataclass(frozen=True)
@@ -37,39 +45,21 @@ class DatasetService:
         session: Session,
         *,
         actor: Principal,
-        tenant: Tenant,
+        tenant: Tenant | None,
         content_type: str | None,
         body: AsyncIterator[bytes],
         store: ObjectStore,
         settings: Settings,
     ) -> UploadOutcome:
-        # While streaming, refuse only what could never fit (content may dedupe against what
-        # the tenant already stores); the exact check runs at registration, under a lock.
-        ingest = DatasetIngest(
-            store,
-            tenant_id=tenant.id,
-            max_line_bytes=settings.max_line_bytes,
-            max_stored_bytes=tenant.quota_dataset_bytes,
-            max_rows=settings.dataset_max_rows,
-            max_tools=settings.dataset_max_tools,
-            schema_steps=settings.dataset_schema_steps,
-        )
+        """Store one dataset version for `tenant`, or for the platform with `tenant=None`."""
+        ingest = open_ingest(store, tenant, settings)
         try:
-            form = await read_streaming_form(
-                content_type,
-                body,
-                sinks={"file": lambda: ingest},
-                max_body_bytes=settings.max_upload_bytes + (64 << 10),
+            name = await receive(
+                ingest,
+                content_type=content_type,
+                body=body,
+                max_upload_bytes=settings.max_upload_bytes,
             )
-            name = form.fields.get("name", "")
-            if not _NAME.match(name):
-                raise Unprocessable(
-                    "field 'name' is required: 1-100 characters, letters, digits, '.', '_', '-'"
-                )
-            if "file" not in form.files:
-                raise Unprocessable("field 'file' (the JSONL file) is required")
-            if not ingest.ok:
-                raise Unprocessable(_summary(ingest), report=ingest.report.to_dict())
             return await run_in_threadpool(
                 self._register, session, actor=actor, tenant=tenant, name=name, ingest=ingest
             )
@@ -82,18 +72,23 @@ class DatasetService:
         session: Session,
         *,
         actor: Principal,
-        tenant: Tenant,
+        tenant: Tenant | None,
         name: str,
-        ingest: DatasetIngest,
+        ingest: JsonlIngest,
     ) -> UploadOutcome:
-        TenantRepository(session).lock(tenant)  # serializes quota and version numbers per tenant
-        repo = DatasetRepository(session, tenant.id)
+        repo = DatasetRepository(session, tenant.id if tenant else None)
+        # Serializes quota and version numbers per owner; the unique indexes catch the rest.
+        if tenant is not None:
+            TenantRepository(session).lock(tenant)
+        else:
+            repo.lock_platform()
         latest = repo.latest(name)
         if latest is not None and latest.sha256 == ingest.sha256:
             ingest.abort()
             return UploadOutcome(latest, created=False)
         known = repo.has_digest(ingest.sha256)
-        if not known:
+        # The platform has no quota: each upload is bounded by LORAPLEX_MAX_UPLOAD_BYTES.
+        if not known and tenant is not None:
             used = repo.stored_bytes()
             if used + ingest.stored_bytes > tenant.quota_dataset_bytes:
                 raise PayloadTooLarge(
@@ -121,15 +116,16 @@ class DatasetService:
         session: Session,
         *,
         actor: Principal,
-        tenant: Tenant,
+        tenant: Tenant | None,
         name: str,
-        ingest: DatasetIngest,
+        ingest: JsonlIngest,
         stored: StoredObject,
         version: int,
     ) -> UploadOutcome:
         report = ingest.report
+        tenant_id = tenant.id if tenant else None
         dataset = Dataset(
-            tenant_id=tenant.id,
+            tenant_id=tenant_id,
             name=name,
             version=version,
             format=report.format or "",
@@ -143,7 +139,7 @@ class DatasetService:
             object_key=stored.key,
             created_by=actor.subject,
         )
-        DatasetRepository(session, tenant.id).add(dataset)
+        DatasetRepository(session, tenant_id).add(dataset)
         session.flush()
         audit.record(
             session,
@@ -151,7 +147,7 @@ class DatasetService:
             action="dataset.create",
             target_type="dataset",
             target_id=str(dataset.id),
-            tenant_id=tenant.id,
+            tenant_id=tenant_id,
             details={
                 "name": name,
                 "version": dataset.version,
@@ -165,31 +161,66 @@ class DatasetService:
         return UploadOutcome(dataset, created=True)
 
     def list(
-        self, session: Session, *, tenant: Tenant, name: str | None, limit: int, offset: int
+        self,
+        session: Session,
+        *,
+        tenant: Tenant | None,
+        name: str | None,
+        limit: int,
+        offset: int,
     ) -> Sequence[Dataset]:
-        return DatasetRepository(session, tenant.id).list(name=name, limit=limit, offset=offset)
+        repo = DatasetRepository(session, tenant.id if tenant else None)
+        return repo.list(name=name, limit=limit, offset=offset)
 
-    def get(self, session: Session, *, tenant: Tenant, dataset_id: uuid.UUID) -> Dataset:
-        dataset = DatasetRepository(session, tenant.id).get(dataset_id)
+    def get(self, session: Session, *, tenant: Tenant | None, dataset_id: uuid.UUID) -> Dataset:
+        dataset = DatasetRepository(session, tenant.id if tenant else None).get(dataset_id)
         if dataset is None:
-            raise NotFound(f"dataset '{dataset_id}' not found")
+            raise NotFound(f"{_what(tenant)} '{dataset_id}' not found")
+        return dataset
+
+    def find(
+        self, session: Session, *, tenant: Tenant | None, name: str, version: int | None
+    ) -> Dataset:
+        """`name` at `version` (None: its latest version) of this owner, or 404 naming both."""
+        dataset = DatasetRepository(session, tenant.id if tenant else None).get_version(
+            name, version
+        )
+        if dataset is None:
+            which = f"version {version} of " if version is not None else ""
+            raise NotFound(f"{which}{_what(tenant)} '{name}' not found")
         return dataset
 
     def open_content(self, store: ObjectStore, dataset: Dataset) -> Iterator[bytes]:
         return store.iter_chunks(dataset.object_key)
 
 
-def _summary(ingest: DatasetIngest) -> str:
-    r = ingest.report
-    if not ingest.finished:
-        return "the upload ended before the file was complete"
-    if r.invalid:
-        first = r.errors[0]
-        return (
-            f"{r.invalid} of {r.lines} lines are invalid; nothing was stored. "
-            f"First: line {first.line}: {first.reason}"
+def open_ingest(store: ObjectStore, tenant: Tenant | None, settings: Settings) -> JsonlIngest:
+    """The upload sink for this owner (None: the platform). While streaming it refuses only
+    what could never fit (content may dedupe against what the tenant already stores); the exact
+    quota check runs at registration, under the owner's lock. The platform has no quota: one
+    upload is bounded by LORAPLEX_MAX_UPLOAD_BYTES."""
+    if tenant is not None:
+        return DatasetIngest(
+            store,
+            tenant_id=tenant.id,
+            max_line_bytes=settings.max_line_bytes,
+            max_stored_bytes=tenant.quota_dataset_bytes,
+            max_rows=settings.dataset_max_rows,
+            max_tools=settings.dataset_max_tools,
+            schema_steps=settings.dataset_schema_steps,
         )
-    return r.errors[0].reason if r.errors else "the file has no rows"
+    validator = DatasetValidator(
+        max_line_bytes=settings.max_line_bytes,
+        max_tools=settings.dataset_max_tools,
+        schema_steps=settings.dataset_schema_steps,
+    )
+    limits = IngestLimits(
+        max_stored_bytes=settings.max_upload_bytes,
+        max_rows=settings.dataset_max_rows,
+        stored_limit="this platform dataset is larger than the upload limit "
+        "(LORAPLEX_MAX_UPLOAD_BYTES)",
+    )
+    return JsonlIngest(store, validator=validator, key=platform_dataset_key, limits=limits)
 
 
 datasets = DatasetService()

@@ -38,6 +38,7 @@ ACCESS: dict[str, dict[str, int | str]] = {
 }
 
 JSONL = b'{"prompt": "2+2?", "completion": "4"}\n{"prompt": "3+3?", "completion": "6"}\n'
+SUITE = b'{"prompt": "2+2=", "checks": [{"type": "exact", "value": "4"}]}\n'
 
 
 @dataclass(frozen=True)
@@ -116,12 +117,43 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/tenants/{tenant}/datasets/{dataset_id}/content", "tenant_read"),
     Endpoint(
         "POST",
+        "/v1/tenants/{tenant}/eval-suites",
+        "tenant_write",
+        files=lambda: {"file": ("s.jsonl", SUITE)},
+        data={"name": "fresh"},
+    ),
+    Endpoint("GET", "/v1/tenants/{tenant}/eval-suites", "tenant_read"),
+    Endpoint("GET", "/v1/tenants/{tenant}/eval-suites/{suite_id}", "tenant_read"),
+    Endpoint("GET", "/v1/tenants/{tenant}/eval-suites/{suite_id}/content", "tenant_read"),
+    Endpoint(
+        "POST",
+        "/v1/platform/eval-suites",
+        "base_model_write",
+        files=lambda: {"file": ("s.jsonl", SUITE)},
+        data={"name": "fresh"},
+    ),
+    Endpoint("GET", "/v1/platform/eval-suites", "platform_read"),
+    Endpoint("GET", "/v1/platform/eval-suites/{platform_suite_id}", "platform_read"),
+    Endpoint("GET", "/v1/platform/eval-suites/{platform_suite_id}/content", "platform_read"),
+    Endpoint(
+        "POST",
         "/v1/base-models",
         "base_model_write",
         json=lambda c: {"name": _fresh("b"), "uri": c["base_dir"]},
     ),
     Endpoint("GET", "/v1/base-models", "platform_read"),
     Endpoint("GET", "/v1/base-models/{base}", "platform_read"),
+    Endpoint("PUT", "/v1/base-models/{base}/evals", "base_model_write", json=lambda c: {}),
+    Endpoint(
+        "POST",
+        "/v1/platform/datasets",
+        "base_model_write",
+        files=lambda: {"file": ("d.jsonl", JSONL)},
+        data={"name": "fresh"},
+    ),
+    Endpoint("GET", "/v1/platform/datasets", "platform_read"),
+    Endpoint("GET", "/v1/platform/datasets/{platform_dataset_id}", "platform_read"),
+    Endpoint("GET", "/v1/platform/datasets/{platform_dataset_id}/content", "base_model_write"),
     Endpoint(
         "POST",
         "/v1/tenants/{tenant}/adapters",
@@ -132,6 +164,8 @@ ENDPOINTS = [
     Endpoint("GET", AD, "tenant_read"),
     Endpoint("POST", AD + "/archive", "tenant_write"),
     Endpoint("PUT", AD + "/promotion-policy", "tenant_write", json=lambda c: {"mode": "auto"}),
+    Endpoint("PUT", AD + "/eval-suites", "tenant_write", json=lambda c: {"suites": []}),
+    Endpoint("GET", AD + "/eval-suites", "tenant_read"),
     Endpoint("GET", AD + "/versions", "tenant_read"),
     Endpoint("POST", AD + "/versions", "tenant_write", files=_adapter_files),
     Endpoint("GET", VER, "tenant_read"),
@@ -224,7 +258,7 @@ def _headers_for(world: World, caller: str) -> dict[str, str]:
 
 def _build(world: World, base_dir: Path) -> dict[str, str]:
     """acme with a dataset, a spare client, adapter `support` v1 at `production` with a
-    retrain schedule and a drift policy."""
+    retrain schedule and a drift policy; a platform dataset."""
     world.acme = acme = world.tenant("acme")  # type: ignore[attr-defined]
     world.globex = world.tenant("globex")  # type: ignore[attr-defined]
     ops, h = world.ops.headers, acme.headers
@@ -251,6 +285,12 @@ def _build(world: World, base_dir: Path) -> dict[str, str]:
         ),
         world.http.put("/v1/tenants/acme/adapters/support/schedule", json=_SCHEDULE, headers=ops),
         world.http.put("/v1/tenants/acme/adapters/support/drift-policy", json={}, headers=ops),
+        world.http.post(
+            "/v1/platform/datasets",
+            data={"name": "rehearsal"},
+            files={"file": ("d.jsonl", JSONL)},
+            headers=ops,
+        ),
     ]
     calls.append(
         world.http.post(
@@ -261,10 +301,21 @@ def _build(world: World, base_dir: Path) -> dict[str, str]:
     )
     for resp in calls:
         assert resp.status_code in (200, 201), resp.text
-    return {
+    suites = {  # acme's eval suite `golden`, the platform's `general`
+        "suite_id": ("/v1/tenants/acme/eval-suites", "golden", h),
+        "platform_suite_id": ("/v1/platform/eval-suites", "general", ops),
+    }
+    ids = {}
+    for key, (path, suite_name, headers) in suites.items():
+        files = {"file": ("s.jsonl", SUITE)}
+        resp = world.http.post(path, data={"name": suite_name}, files=files, headers=headers)
+        assert resp.status_code == 201, resp.text
+        ids[key] = resp.json()["id"]
+    return ids | {
         "job_id": calls[-1].json()["id"],
         "tenant": "acme",
         "dataset_id": calls[1].json()["id"],
+        "platform_dataset_id": calls[8].json()["id"],
         "client_id": calls[2].json()["client_id"],
         "name": "support",
         "version": "1",
@@ -299,7 +350,14 @@ def test_authz(world: World, endpoint: Endpoint, caller: str, tmp_path: Path) ->
 
 def test_every_route_is_in_the_matrix(world: World) -> None:
     """A new endpoint cannot slip in without its authz row."""
-    covered = {(e.method, e.path.split("?")[0].replace("{base}", "{name}")) for e in ENDPOINTS}
+    aliases = {"{base}": "{name}", "{platform_dataset_id}": "{dataset_id}"}  # context -> route
+    aliases["{platform_suite_id}"] = "{suite_id}"
+    covered = set()
+    for e in ENDPOINTS:
+        path = e.path.split("?")[0]
+        for key, param in aliases.items():
+            path = path.replace(key, param)
+        covered.add((e.method, path))
     # documentation, and the token endpoint (client credentials: tests/registry/auth)
     skip = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/oauth/token"}
     for route in world.stack.app.routes:
