@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.adapters.promotion import GENERAL
 from registry.evals.repository import EvalRepository
-from registry.models import Adapter, AdapterEvalSuite, AdapterVersion, BaseModel, EvalSuite
+from registry.models import Adapter, AdapterVersion, BaseModel, EvalSuite
+from registry.suites.pins import pinned_suites
 
 
 @dataclass
@@ -36,23 +36,10 @@ class SuiteSpec:
         return {"suite_id": str(s.id), "name": s.name, "version": s.version, "sha256": s.sha256}
 
 
-def pinned(session: Session, adapter: Adapter) -> list[EvalSuite]:
-    stmt = (
-        select(EvalSuite)
-        .join(AdapterEvalSuite, AdapterEvalSuite.suite_id == EvalSuite.id)
-        .where(
-            AdapterEvalSuite.adapter_id == adapter.id,
-            AdapterEvalSuite.tenant_id == adapter.tenant_id,
-        )
-        .order_by(AdapterEvalSuite.position)
-    )
-    return list(session.execute(stmt).scalars())
-
-
 def load_suites(
     session: Session, adapter: Adapter, base: BaseModel, production: AdapterVersion | None
 ) -> list[SuiteSpec]:
-    specs = [SuiteSpec(s.name, s) for s in pinned(session, adapter)]
+    specs = [SuiteSpec(s.name, s) for s in pinned_suites(session, adapter)]
     if base.general_suite_id is not None:
         general = session.get(EvalSuite, base.general_suite_id)
         if general is not None and general.tenant_id is None:

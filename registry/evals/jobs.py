@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.adapters.versions import versions
@@ -15,9 +14,10 @@ from registry.auth.principal import Principal
 from registry.base_models.repository import BaseModelRepository
 from registry.db import after_commit
 from registry.errors import Conflict, Unprocessable, require
-from registry.models import Adapter, AdapterEvalSuite, AdapterVersion, Tenant, TrainingJob
+from registry.models import Adapter, AdapterVersion, Tenant, TrainingJob
 from registry.models.enums import JobKind, JobStatus, Trigger
 from registry.settings import Settings
+from registry.suites.pins import pinned_suites
 from registry.tasks import TRAIN, TaskQueue
 from registry.training.repository import TrainingJobRepository
 from registry.training.service import add_event
@@ -25,12 +25,7 @@ from registry.training.service import add_event
 
 def suites_to_score(session: Session, adapter: Adapter) -> int:
     """How many suites a version of this adapter is scored on (pinned + general)."""
-    pinned = session.execute(
-        select(AdapterEvalSuite.suite_id).where(
-            AdapterEvalSuite.adapter_id == adapter.id,
-            AdapterEvalSuite.tenant_id == adapter.tenant_id,
-        )
-    ).all()
+    pinned = pinned_suites(session, adapter)
     base = require(BaseModelRepository(session).get(adapter.base_model_id), "base model")
     return len(pinned) + (base.general_suite_id is not None)
 

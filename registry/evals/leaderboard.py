@@ -20,7 +20,8 @@ from registry.aliases.repository import AliasRepository
 from registry.base_models.repository import BaseModelRepository
 from registry.errors import NotFound, Unprocessable, require
 from registry.evals.repository import EvalRepository
-from registry.models import Adapter, AdapterEvalSuite, EvalSuite
+from registry.models import Adapter, EvalSuite
+from registry.suites.pins import pinned_suites
 
 
 class SuiteRef(BaseModel):
@@ -55,26 +56,17 @@ def _suite(session: Session, adapter: Adapter, name: str | None, version: int | 
         if base.general_suite_id is None:
             raise NotFound(f"base model '{base.name}' has no general suite")
         return require(session.get(EvalSuite, base.general_suite_id), "general suite")
-    pinned = (
-        select(EvalSuite)
-        .join(AdapterEvalSuite, AdapterEvalSuite.suite_id == EvalSuite.id)
-        .where(
-            AdapterEvalSuite.adapter_id == adapter.id,
-            AdapterEvalSuite.tenant_id == adapter.tenant_id,
-        )
-        .order_by(AdapterEvalSuite.position)
-    )
+    pinned = pinned_suites(session, adapter)
     if name is None:
-        first = session.execute(pinned.limit(1)).scalar_one_or_none()
-        if first is None:
+        if not pinned:
             raise Unprocessable(
                 f"adapter '{adapter.name}' has no eval suite pinned; name one with ?suite="
             )
-        return first
+        return pinned[0]
     if version is None:
-        found = session.execute(pinned.where(EvalSuite.name == name)).scalar_one_or_none()
-        if found is not None:
-            return found
+        for pin in pinned:
+            if pin.name == name:
+                return pin
     own = select(EvalSuite).where(EvalSuite.tenant_id == adapter.tenant_id, EvalSuite.name == name)
     own = own.where(EvalSuite.version == version) if version else own
     found = session.execute(own.order_by(EvalSuite.version.desc()).limit(1)).scalar_one_or_none()

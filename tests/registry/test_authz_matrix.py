@@ -183,6 +183,8 @@ ENDPOINTS = [
     ),
     Endpoint("GET", VER + "/evals", "tenant_read"),
     Endpoint("GET", VER + "/compare?with=base", "tenant_read"),
+    Endpoint("POST", VER + "/evaluate", "tenant_write"),
+    Endpoint("GET", AD + "/leaderboard", "tenant_read"),
     Endpoint("GET", VER + "/lineage", "tenant_read"),
     Endpoint("GET", VER + "/lineage?format=prov", "tenant_read"),
     Endpoint("POST", AD + "/drift-metrics", "tenant_write", json=lambda c: _DRIFT),
@@ -311,6 +313,9 @@ def _build(world: World, base_dir: Path) -> dict[str, str]:
         resp = world.http.post(path, data={"name": suite_name}, files=files, headers=headers)
         assert resp.status_code == 201, resp.text
         ids[key] = resp.json()["id"]
+    pins = {"suites": [{"name": "golden", "version": None}]}
+    resp = world.http.put("/v1/tenants/acme/adapters/support/eval-suites", json=pins, headers=h)
+    assert resp.status_code == 200, resp.text
     return ids | {
         "job_id": calls[-1].json()["id"],
         "tenant": "acme",

@@ -118,6 +118,7 @@ class Platform:
             )
         )
         client = self.ok(self.http.post("/v1/tenants/acme/clients", json={}, headers=self.ops))
+        self.acme_client: dict[str, str] = client
         self.acme = self.live.bearer(client["client_id"], client["client_secret"])
 
     def start_worker(self) -> Worker:
