@@ -99,15 +99,12 @@ class LineageRepository:
         """Ops' platform rehearsal data mixed into these versions (they are this tenant's: the
         join filters on the version's tenant). Only its name, version, digest and size."""
         stmt = (
-            self._scoped(
-                AdapterVersion,
-                AdapterVersionDataset.version_id,
-                Dataset,
-                AdapterVersionDataset.role,
-            )
-            .join(AdapterVersionDataset, AdapterVersionDataset.version_id == AdapterVersion.id)
+            select(AdapterVersionDataset.version_id, Dataset, AdapterVersionDataset.role)
+            .select_from(AdapterVersionDataset)
+            .join(AdapterVersion, AdapterVersion.id == AdapterVersionDataset.version_id)
             .join(Dataset, Dataset.id == AdapterVersionDataset.dataset_id)
             .where(
+                AdapterVersion.tenant_id == self.tenant_id,
                 AdapterVersionDataset.version_id.in_(version_ids),
                 AdapterVersionDataset.role == "rehearsal",
                 Dataset.tenant_id.is_(None),
