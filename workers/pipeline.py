@@ -97,6 +97,7 @@ def prepare(run: Run) -> None:
             rows, seed=cfg["seed"], fraction=settings.heldout_fraction
         )
     run.heldout_digest = rows_digest(run.heldout_rows)
+    tenant_rows = len(train_rows)
     if inputs.rehearsal is not None:  # ops' rows, after the split: never in the held-out set
         from workers.training.rehearsal import pick, rehearsal_count
 
@@ -124,7 +125,7 @@ def prepare(run: Run) -> None:
     run.event(
         "data",
         f"{len(run.train_set)} training and {len(run.eval_set)} held-out examples",
-        train_rows=len(train_rows),
+        train_rows=tenant_rows,
         heldout_rows=len(run.heldout_rows),
         heldout_source="validation dataset" if inputs.validation else "seeded split",
         rehearsal_rows=run.rehearsal_rows,
