@@ -70,6 +70,7 @@ def score_all(
             max_new_tokens=settings.eval_max_new_tokens,
             schema_steps=settings.dataset_schema_steps,
             max_seq_length=max_seq_length,
+            on_progress=lambda done, total: progress(f"{label}: {done}/{total} rows"),
         )
         return _finite(result.metrics), {**result.details, "suite": spec.ref}
 
