@@ -10,7 +10,7 @@ from registry.auth import scopes as sc
 from registry.datasets.schemas import DatasetList, DatasetOut
 from registry.datasets.service import datasets
 from registry.dependencies import SessionDep, TenantContext, tenant_access
-from registry.models import Dataset
+from registry.models import Dataset, EvalSuite
 from registry.storage import ObjectStore
 from registry.validation_types import INT64_MAX
 
@@ -93,11 +93,12 @@ def download_dataset(
     return content_response(request.app.state.store, dataset)
 
 
-def content_response(store: ObjectStore, dataset: Dataset) -> StreamingResponse:
-    """The stored rows as a download, with their digest for the client to check."""
+def content_response(store: ObjectStore, dataset: Dataset | EvalSuite) -> StreamingResponse:
+    """The stored rows of a dataset or an eval suite as a download, with their digest for the
+    client to check."""
     filename = f"{dataset.name}-v{dataset.version}.jsonl"
     return StreamingResponse(
-        datasets.open_content(store, dataset),
+        store.iter_chunks(dataset.object_key),
         media_type="application/x-ndjson",
         headers={
             "Content-Length": str(dataset.bytes),

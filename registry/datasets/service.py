@@ -7,22 +7,21 @@ into tenants' training), stored under `platform/` and never listed or read throu
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from registry.audit.service import audit
 from registry.auth.principal import Principal
-from registry.datasets.ingest import DatasetIngest, IngestLimits, JsonlIngest, receive
+from registry.datasets.ingest import DatasetIngest, IngestLimits, JsonlIngest
 from registry.datasets.repository import DatasetRepository
 from registry.datasets.validation import DatasetValidator
-from registry.errors import NotFound, PayloadTooLarge
+from registry.errors import NotFound
 from registry.models import Dataset, Tenant
+from registry.owned import upload
 from registry.settings import Settings
 from registry.storage import ObjectStore, StoredObject
-from registry.tenants.repository import TenantRepository
 
 
 def platform_dataset_key(sha256: str) -> str:
@@ -53,63 +52,27 @@ class DatasetService:
     ) -> UploadOutcome:
         """Store one dataset version for `tenant`, or for the platform with `tenant=None`."""
         ingest = open_ingest(store, tenant, settings)
-        try:
-            name = await receive(
-                ingest,
-                content_type=content_type,
-                body=body,
-                max_upload_bytes=settings.max_upload_bytes,
-            )
-            return await run_in_threadpool(
-                self._register, session, actor=actor, tenant=tenant, name=name, ingest=ingest
-            )
-        except BaseException:
-            await run_in_threadpool(ingest.abort)
-            raise
 
-    def _register(
-        self,
-        session: Session,
-        *,
-        actor: Principal,
-        tenant: Tenant | None,
-        name: str,
-        ingest: JsonlIngest,
-    ) -> UploadOutcome:
-        repo = DatasetRepository(session, tenant.id if tenant else None)
-        # Serializes quota and version numbers per owner; the unique indexes catch the rest.
-        if tenant is not None:
-            TenantRepository(session).lock(tenant)
-        else:
-            repo.lock_platform()
-        latest = repo.latest(name)
-        if latest is not None and latest.sha256 == ingest.sha256:
-            ingest.abort()
-            return UploadOutcome(latest, created=False)
-        known = repo.has_digest(ingest.sha256)
-        # The platform has no quota: each upload is bounded by LORAPLEX_MAX_UPLOAD_BYTES.
-        if not known and tenant is not None:
-            used = repo.stored_bytes()
-            if used + ingest.stored_bytes > tenant.quota_dataset_bytes:
-                raise PayloadTooLarge(
-                    f"dataset quota exceeded: {used:,} of {tenant.quota_dataset_bytes:,} bytes "
-                    f"used, this dataset needs {ingest.stored_bytes:,}"
-                )
-        stored = ingest.commit()
-        try:
-            return self._insert(
+        done = await upload(
+            session,
+            repo=DatasetRepository(session, tenant.id if tenant else None),
+            tenant=tenant,
+            ingest=ingest,
+            noun="dataset",
+            content_type=content_type,
+            body=body,
+            max_upload_bytes=settings.max_upload_bytes,
+            insert=lambda name, stored, version: self._insert(
                 session,
                 actor=actor,
                 tenant=tenant,
                 name=name,
                 ingest=ingest,
                 stored=stored,
-                version=(latest.version + 1) if latest else 1,
-            )
-        except BaseException:
-            if not known:  # the object is ours alone: take it back
-                ingest.store.delete(stored.key)
-            raise
+                version=version,
+            ),
+        )
+        return UploadOutcome(done.row, done.created)
 
     def _insert(
         self,
@@ -121,7 +84,7 @@ class DatasetService:
         ingest: JsonlIngest,
         stored: StoredObject,
         version: int,
-    ) -> UploadOutcome:
+    ) -> Dataset:
         report = ingest.report
         tenant_id = tenant.id if tenant else None
         dataset = Dataset(
@@ -158,7 +121,7 @@ class DatasetService:
                 "filename": ingest.filename,
             },
         )
-        return UploadOutcome(dataset, created=True)
+        return dataset
 
     def list(
         self,
@@ -189,9 +152,6 @@ class DatasetService:
             which = f"version {version} of " if version is not None else ""
             raise NotFound(f"{which}{_what(tenant)} '{name}' not found")
         return dataset
-
-    def open_content(self, store: ObjectStore, dataset: Dataset) -> Iterator[bytes]:
-        return store.iter_chunks(dataset.object_key)
 
 
 def open_ingest(store: ObjectStore, tenant: Tenant | None, settings: Settings) -> JsonlIngest:

@@ -9,18 +9,15 @@ import uuid
 from sqlalchemy.orm import Session
 
 from registry.adapters.versions import versions
-from registry.audit.service import audit
 from registry.auth.principal import Principal
 from registry.base_models.repository import BaseModelRepository
-from registry.db import after_commit
 from registry.errors import Conflict, Unprocessable, require
 from registry.models import Adapter, AdapterVersion, Tenant, TrainingJob
 from registry.models.enums import JobKind, JobStatus, Trigger
 from registry.settings import Settings
 from registry.suites.pins import pinned_suites
-from registry.tasks import TRAIN, TaskQueue
-from registry.training.repository import TrainingJobRepository
-from registry.training.service import add_event
+from registry.tasks import TaskQueue
+from registry.training.service import queue_job
 
 
 def suites_to_score(session: Session, adapter: Adapter) -> int:
@@ -103,21 +100,15 @@ class EvaluateService:
             max_attempts=settings.job_max_attempts,
             created_by=actor.subject,
         )
-        TrainingJobRepository(session, tenant.id).add(job)
-        session.flush()
-        add_event(session, job, "queued", f"evaluate version {version.version} ({trigger})")
-        audit.record(
+        return queue_job(
             session,
+            job=job,
             actor=actor,
+            queue=queue,
+            event=f"evaluate version {version.version} ({trigger})",
             action="evaluate_job.create",
-            target_type="training_job",
-            target_id=str(job.id),
-            tenant_id=tenant.id,
             details={"adapter": adapter.name, "version": version.version, "trigger": trigger},
         )
-        job_id = str(job.id)
-        after_commit(session, lambda: queue.send(TRAIN, [job_id]))
-        return job
 
 
 evaluations = EvaluateService()

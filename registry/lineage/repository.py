@@ -48,7 +48,8 @@ DATASET_COLUMNS = load_only(
 
 
 class LineageRepository:
-    """Every statement starts from `_scoped`, which applies the tenant filter."""
+    """Every statement filters on this tenant: through `_scoped`, or (datasets) on the dataset
+    being the tenant's own or ops' rehearsal data mixed into one of its versions."""
 
     def __init__(self, session: Session, tenant_id: uuid.UUID) -> None:
         self.session, self.tenant_id = session, tenant_id
@@ -83,32 +84,17 @@ class LineageRepository:
         return [(row[0], row[1]) for row in self.session.execute(stmt)]
 
     def datasets(self, version_ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, Dataset, str]]:
-        """(version id, dataset, role) for every dataset the versions were trained on."""
-        stmt = (
-            self._scoped(
-                Dataset, AdapterVersionDataset.version_id, Dataset, AdapterVersionDataset.role
-            )
-            .join(AdapterVersionDataset, AdapterVersionDataset.dataset_id == Dataset.id)
-            .where(AdapterVersionDataset.version_id.in_(version_ids))
-            .order_by(Dataset.name, Dataset.version, AdapterVersionDataset.role)
-            .options(DATASET_COLUMNS)
-        )
-        return [(row[0], row[1], row[2]) for row in self.session.execute(stmt)]
-
-    def rehearsal(self, version_ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, Dataset, str]]:
-        """Ops' platform rehearsal data mixed into these versions (they are this tenant's: the
-        join filters on the version's tenant). Only its name, version, digest and size."""
+        """(version id, dataset, role) for every dataset the versions were trained on: the
+        tenant's own, and ops' platform rehearsal data mixed into them (its name, version,
+        digest and size only; the versions are this tenant's, from `chain`)."""
+        own = Dataset.tenant_id == self.tenant_id
+        rehearsal = Dataset.tenant_id.is_(None) & (AdapterVersionDataset.role == "rehearsal")
         stmt = (
             select(AdapterVersionDataset.version_id, Dataset, AdapterVersionDataset.role)
-            .select_from(AdapterVersionDataset)
-            .join(AdapterVersion, AdapterVersion.id == AdapterVersionDataset.version_id)
-            .join(Dataset, Dataset.id == AdapterVersionDataset.dataset_id)
-            .where(
-                AdapterVersion.tenant_id == self.tenant_id,
-                AdapterVersionDataset.version_id.in_(version_ids),
-                AdapterVersionDataset.role == "rehearsal",
-                Dataset.tenant_id.is_(None),
-            )
+            .select_from(Dataset)
+            .join(AdapterVersionDataset, AdapterVersionDataset.dataset_id == Dataset.id)
+            .where(AdapterVersionDataset.version_id.in_(version_ids), or_(own, rehearsal))
+            .order_by(Dataset.name, Dataset.version, AdapterVersionDataset.role)
             .options(DATASET_COLUMNS)
         )
         return [(row[0], row[1], row[2]) for row in self.session.execute(stmt)]

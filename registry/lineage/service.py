@@ -64,7 +64,7 @@ class LineageService:
                 g.edge(
                     version_node_id(version.id), version_node_id(rows[i + 1].id), "wasDerivedFrom"
                 )
-        for version_id, dataset, role in repo.datasets(ids) + repo.rehearsal(ids):
+        for version_id, dataset, role in repo.datasets(ids):
             self._dataset(g, version_node_id(version_id), dataset, role)
         for ev in repo.evals(ids):
             self._eval(g, ev)
@@ -160,7 +160,7 @@ class LineageService:
             sha256=d.sha256,
             rows=d.rows,
             role=role,
-            owner="platform" if d.tenant_id is None else "tenant",
+            **({"owner": "platform"} if d.tenant_id is None else {}),
         )
         g.edge(version_id, did, "used", role=role)
 

@@ -15,9 +15,9 @@ from fastapi.responses import StreamingResponse
 
 from registry.auth import scopes as sc
 from registry.auth.principal import Principal
-from registry.datasets.endpoints import UPLOAD_DOC
+from registry.datasets.endpoints import UPLOAD_DOC, content_response
 from registry.dependencies import SessionDep, TenantContext, require_scope, tenant_access
-from registry.models import EvalSuite, Tenant
+from registry.models import Tenant
 from registry.suites.schemas import EvalSuiteList, EvalSuiteOut
 from registry.suites.service import suites
 from registry.validation_types import INT64_MAX
@@ -66,7 +66,7 @@ def download_suite(
     ctx: SuitesRead, suite_id: uuid.UUID, session: SessionDep, request: Request
 ) -> StreamingResponse:
     suite = suites.get(session, tenant=ctx.tenant, suite_id=suite_id)
-    return _content(request, suite)
+    return content_response(request.app.state.store, suite)
 
 
 @router.post(PLATFORM, status_code=201, response_model=EvalSuiteOut, **UPLOAD_DOC)
@@ -100,7 +100,9 @@ def get_platform_suite(
 def download_platform_suite(
     principal: PlatformRead, suite_id: uuid.UUID, session: SessionDep, request: Request
 ) -> StreamingResponse:
-    return _content(request, suites.get(session, tenant=None, suite_id=suite_id))
+    return content_response(
+        request.app.state.store, suites.get(session, tenant=None, suite_id=suite_id)
+    )
 
 
 async def _upload(
@@ -130,19 +132,4 @@ def _list(
     rows = suites.list(session, tenant=tenant, name=name, limit=limit, offset=offset)
     return EvalSuiteList(
         items=[EvalSuiteOut.model_validate(s) for s in rows], limit=limit, offset=offset
-    )
-
-
-def _content(request: Request, suite: EvalSuite) -> StreamingResponse:
-    """The stored rows as a download, with their digest for the client to check."""
-    filename = f"{suite.name}-v{suite.version}.jsonl"
-    return StreamingResponse(
-        suites.open_content(request.app.state.store, suite),
-        media_type="application/x-ndjson",
-        headers={
-            "Content-Length": str(suite.bytes),
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "X-Content-SHA256": suite.sha256,
-            "ETag": f'"{suite.sha256}"',
-        },
     )

@@ -9,25 +9,23 @@ the platform's `golden` are different suites.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from registry.audit.service import audit
 from registry.auth.principal import Principal
-from registry.datasets.ingest import IngestLimits, JsonlIngest, receive
-from registry.datasets.repository import DatasetRepository
-from registry.errors import Conflict, NotFound, PayloadTooLarge
+from registry.datasets.ingest import IngestLimits, JsonlIngest
+from registry.errors import Conflict, NotFound
 from registry.models import EvalSuite, Tenant
 from registry.models.enums import SuiteFormat
+from registry.owned import upload
 from registry.settings import Settings
 from registry.storage import ObjectStore, StoredObject
 from registry.suites.repository import EvalSuiteRepository
 from registry.suites.validation import SuiteReport, SuiteValidator
-from registry.tenants.repository import TenantRepository
 
 
 def suite_key(tenant_id: uuid.UUID | None, sha256: str) -> str:
@@ -60,57 +58,28 @@ class EvalSuiteService:
     ) -> UploadOutcome:
         """Store one suite version for `tenant`, or for the platform with `tenant=None`."""
         ingest = _ingest(store, tenant, settings)
-        try:
-            name = await receive(
-                ingest,
-                content_type=content_type,
-                body=body,
-                max_upload_bytes=settings.max_upload_bytes,
-            )
-            return await run_in_threadpool(
-                self._register, session, actor=actor, tenant=tenant, name=name, ingest=ingest
-            )
-        except BaseException:
-            await run_in_threadpool(ingest.abort)
-            raise
+        tenant_id = tenant.id if tenant else None
 
-    def _register(
-        self,
-        session: Session,
-        *,
-        actor: Principal,
-        tenant: Tenant | None,
-        name: str,
-        ingest: JsonlIngest,
-    ) -> UploadOutcome:
-        repo = EvalSuiteRepository(session, tenant.id if tenant else None)
-        if tenant is not None:  # serializes quota and version numbers per owner
-            TenantRepository(session).lock(tenant)
-        else:
-            repo.lock_platform()
-        latest = repo.latest(name)
-        if latest is not None and latest.sha256 == ingest.sha256:
-            ingest.abort()
-            return UploadOutcome(latest, created=False)
-        known = repo.has_digest(ingest.sha256)
-        if not known and tenant is not None:
-            _check_quota(session, tenant, ingest.stored_bytes)
-        stored = ingest.commit()
-        try:
-            suite = self._insert(
+        done = await upload(
+            session,
+            repo=EvalSuiteRepository(session, tenant_id),
+            tenant=tenant,
+            ingest=ingest,
+            noun="eval suite",
+            content_type=content_type,
+            body=body,
+            max_upload_bytes=settings.max_upload_bytes,
+            insert=lambda name, stored, version: self._insert(
                 session,
                 actor=actor,
-                tenant_id=repo.tenant_id,
+                tenant_id=tenant_id,
                 name=name,
                 ingest=ingest,
                 stored=stored,
-                version=(latest.version + 1) if latest else 1,
-            )
-        except BaseException:
-            if not known:  # the object is ours alone: take it back
-                ingest.store.delete(stored.key)
-            raise
-        return UploadOutcome(suite, created=True)
+                version=version,
+            ),
+        )
+        return UploadOutcome(done.row, done.created)
 
     def _insert(
         self,
@@ -200,9 +169,6 @@ class EvalSuiteService:
             raise NotFound(f"{which}{_what(tenant_id)} '{name}' not found")
         return suite
 
-    def open_content(self, store: ObjectStore, suite: EvalSuite) -> Iterator[bytes]:
-        return store.iter_chunks(suite.object_key)
-
 
 def _ingest(store: ObjectStore, tenant: Tenant | None, settings: Settings) -> JsonlIngest:
     """While streaming, refuse only what could never fit (content may dedupe against what the
@@ -228,19 +194,6 @@ def _ingest(store: ObjectStore, tenant: Tenant | None, settings: Settings) -> Js
     return JsonlIngest(
         store, validator=validator, key=lambda digest: suite_key(tenant_id, digest), limits=limits
     )
-
-
-def _check_quota(session: Session, tenant: Tenant, needed: int) -> None:
-    """A tenant's suites share its dataset quota with its datasets."""
-    used = (
-        DatasetRepository(session, tenant.id).stored_bytes()
-        + EvalSuiteRepository(session, tenant.id).stored_bytes()
-    )
-    if used + needed > tenant.quota_dataset_bytes:
-        raise PayloadTooLarge(
-            f"dataset quota exceeded: {used:,} of {tenant.quota_dataset_bytes:,} bytes used by "
-            f"datasets and eval suites, this eval suite needs {needed:,}"
-        )
 
 
 suites = EvalSuiteService()

@@ -61,6 +61,35 @@ def _check_tools(base: BaseModel, datasets: builtins.list[Dataset]) -> None:
         )
 
 
+def queue_job(
+    session: Session,
+    *,
+    job: TrainingJob,
+    actor: Principal,
+    queue: TaskQueue,
+    event: str,
+    action: str,
+    details: dict[str, Any],
+) -> TrainingJob:
+    """Store a new job with its `queued` event and audit event; its task is sent after commit
+    (a lost message is sent again by the reaper)."""
+    TrainingJobRepository(session, job.tenant_id).add(job)
+    session.flush()
+    add_event(session, job, "queued", event)
+    audit.record(
+        session,
+        actor=actor,
+        action=action,
+        target_type="training_job",
+        target_id=str(job.id),
+        tenant_id=job.tenant_id,
+        details=details,
+    )
+    job_id = str(job.id)
+    after_commit(session, lambda: queue.send(TRAIN, [job_id]))
+    return job
+
+
 class TrainingService:
     def create(
         self,
@@ -131,16 +160,13 @@ class TrainingService:
             max_attempts=settings.job_max_attempts,
             created_by=actor.subject,
         )
-        TrainingJobRepository(session, tenant.id).add(job)
-        session.flush()
-        add_event(session, job, "queued", f"version {version.version} queued ({trigger})")
-        audit.record(
+        return queue_job(
             session,
+            job=job,
             actor=actor,
+            queue=queue,
+            event=f"version {version.version} queued ({trigger})",
             action="training_job.create",
-            target_type="training_job",
-            target_id=str(job.id),
-            tenant_id=tenant.id,
             details={
                 "adapter": adapter.name,
                 "version": version.version,
@@ -149,8 +175,6 @@ class TrainingService:
                 "config_hash": version.config_hash,
             },
         )
-        after_commit(session, lambda: queue.send(TRAIN, [str(job_id)]))
-        return job
 
     def get(self, session: Session, *, tenant: Tenant, job_id: uuid.UUID) -> TrainingJob:
         job = TrainingJobRepository(session, tenant.id).get(job_id)

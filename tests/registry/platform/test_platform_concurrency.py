@@ -13,10 +13,12 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from registry.auth.principal import Principal
+from registry.datasets.repository import DatasetRepository
 from registry.datasets.service import datasets, open_ingest
 from registry.db import make_engine, make_sessionmaker
 from registry.migrate import upgrade
 from registry.models import Dataset
+from registry.owned import register
 from registry.settings import Settings
 from registry.storage import open_store
 from tests.conftest import create_database, require_env
@@ -41,11 +43,25 @@ def test_concurrent_platform_uploads_get_one_to_n(pg_app: FastAPI, tmp_path: Pat
         ingest.end()
         with factory() as session:
             barrier.wait()  # all start registering together
-            outcome = datasets._register(
-                session, actor=Principal.local_operator(), tenant=None, name="mix", ingest=ingest
+            outcome = register(
+                session,
+                repo=DatasetRepository(session, None),
+                tenant=None,
+                name="mix",
+                ingest=ingest,
+                noun="dataset",
+                insert=lambda stored, version: datasets._insert(
+                    session,
+                    actor=Principal.local_operator(),
+                    tenant=None,
+                    name="mix",
+                    ingest=ingest,
+                    stored=stored,
+                    version=version,
+                ),
             )
             session.commit()
-            return outcome.dataset.version
+            return outcome.row.version
 
     try:
         with ThreadPoolExecutor(N) as pool:
