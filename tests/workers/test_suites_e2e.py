@@ -212,6 +212,9 @@ def test_forgetting_guard_refuses_and_rehearsal_keeps(platform: Platform, tiny_b
     assert "general/pass_rate" in reason and "fell behind the base model" in reason, reason
     version = p.ok(p.http.get(f"{ACME}/adapters/hot/versions/1", headers=p.acme))
     assert version["gate"]["passed"] is False and version["gate"]["reason"] == reason
+    board = _rows(_board(p, "hot", "general"))  # the base model's general suite, like for like
+    assert board["v1"]["metrics"]["pass_rate"] == hot_general
+    assert board["base"]["metrics"]["pass_rate"] == base_general
 
     # promoting it anyway is an override: refused without the scope, recorded with it
     c = p.acme_client
