@@ -4,7 +4,8 @@
 that calls its tools), trained, evaluated and promoted; each tenant's requests answered by its
 own adapter through the gateway; a quarterly schedule fired by hand (`loraplex schedules tick
 --now`); drift from shifted live traffic (`loraplex drift compute`) starting a retrain; the
-lineage of the final version as a tree and as an SVG picture; the audit chain verified.
+lineage of the final version as a tree and as an SVG picture; globex's golden eval suite as a
+leaderboard of its versions, the base model and production; the audit chain verified.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from rich.console import Console
 
 from cli import demo_agent
 from cli.client import Api
+from cli.evals_view import leaderboard_table
 from cli.lineage_view import svg, tree
 from cli.remote import follow_job
+from workers.devmodel.golden import support_suite
 from workers.devmodel.samples import ORDERS_SYSTEM, SUPPORT_SYSTEM, sample_rows, to_jsonl
 
 console = Console()
@@ -148,6 +151,7 @@ def _loop(registry: str, gateway: str, home: Path, env: dict[str, str]) -> None:
         api.post(f"/v1/tenants/{slug}/adapters", json=body)
         api.put(f"/v1/tenants/{slug}/adapters/{adapter}/promotion-policy", json={"mode": "auto"})
         api.profile["dataset"] = d["id"]
+    _pin_golden_suite(tenants["globex"])
     _step("4. Each tenant trains its adapter (held-out evals, auto-promotion gate)")
     for slug, (adapter, _) in TENANTS.items():
         api = tenants[slug]
@@ -228,6 +232,10 @@ def _loop(registry: str, gateway: str, home: Path, env: dict[str, str]) -> None:
     drift.wait()
     version = _ask(gateway, tenants["globex"], "globex")
 
+    _step("7b. globex's golden suite: every version, the base model and production, same rows")
+    board = tenants["globex"].get("/v1/tenants/globex/adapters/support/leaderboard")
+    Console(width=max(console.width, 100)).print(leaderboard_table(board, scored=False))
+
     _step(f"8. The lineage of globex's {version}, as an auditor sees it")
     number = version.split("@v")[1]
     graph = ops.get(f"/v1/tenants/globex/adapters/support/versions/{number}/lineage")
@@ -237,6 +245,25 @@ def _loop(registry: str, gateway: str, home: Path, env: dict[str, str]) -> None:
     console.print(f"lineage picture: {picture}  (open it in a browser)")
     verify = ops.get("/v1/audit/verify")
     console.print(f"audit chain: ok={verify['ok']}, {verify['events_checked']} events checked")
+
+
+def _pin_golden_suite(api: Api) -> None:
+    """globex says what a good answer is: its voice, never a generic assistant, the right
+    content. Every version of its adapter (and the base model) is scored on these rows."""
+    rows = to_jsonl(support_suite())
+    suite = api.post(
+        "/v1/tenants/globex/eval-suites",
+        data={"name": "voice"},
+        files={"file": ("voice.jsonl", rows)},
+    )
+    api.put(
+        "/v1/tenants/globex/adapters/support/eval-suites",
+        json={"suites": [{"name": suite["name"], "version": suite["version"]}]},
+    )
+    console.print(
+        f"globex: eval suite {suite['name']} v{suite['version']} ({suite['rows']} prompts, "
+        f"checks {suite['check_counts']}) pinned to support"
+    )
 
 
 def _wait_for(get: Any, timeout: float = 300) -> Any:

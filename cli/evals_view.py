@@ -85,7 +85,9 @@ def metric_order(names: list[str]) -> list[str]:
 def fmt_metric(name: str, value: Any) -> str:
     if value is None:
         return "-"
-    if name == "rows" or isinstance(value, bool) or not isinstance(value, int | float):
+    if name == "rows" and isinstance(value, int | float):
+        return str(int(value))
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     return f"{value:.1%}" if name in SHARES else f"{value:.4g}"
 
@@ -104,22 +106,20 @@ def _order(row: dict[str, Any]) -> tuple[int, int]:
     return (0, -int(row.get("version") or 0))
 
 
-def leaderboard_table(payload: dict[str, Any]) -> Table:
+def leaderboard_table(payload: dict[str, Any], *, scored: bool = True) -> Table:
     """The leaderboard of one suite: newest version first, the base model last; one column per
-    metric (`pass_rate` first), aliases next to the version they point at."""
+    metric (`pass_rate` first), aliases next to the version they point at; `scored`: when each
+    score was taken."""
     suite = payload.get("suite") or {}
     metrics = metric_order(list(payload.get("metrics") or []))
     title = f"{suite.get('name', '?')} v{suite.get('version', '?')}"
     if "rows" in suite:
         title += f" ({suite['rows']} rows)"
-    table = Table("subject", *metrics, "scored", title=title)
+    table = Table("subject", *metrics, *(["scored"] if scored else []), title=title)
     for row in sorted(payload.get("rows") or [], key=_order):
         values = row.get("metrics") or {}
-        table.add_row(
-            subject_label(row),
-            *(fmt_metric(m, values.get(m)) for m in metrics),
-            str(row.get("scored_at") or "")[:19] or "not scored",
-        )
+        when = [str(row.get("scored_at") or "")[:19] or "not scored"] if scored else []
+        table.add_row(subject_label(row), *(fmt_metric(m, values.get(m)) for m in metrics), *when)
     return table
 
 
