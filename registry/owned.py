@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from fastapi import Request, Response
 from sqlalchemy import ColumnElement, Select, func, select, text
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -23,7 +24,8 @@ from starlette.concurrency import run_in_threadpool
 from registry.datasets.ingest import JsonlIngest, receive
 from registry.errors import PayloadTooLarge
 from registry.models import Dataset, EvalSuite, Tenant
-from registry.storage import StoredObject
+from registry.settings import Settings
+from registry.storage import ObjectStore, StoredObject
 from registry.tenants.repository import TenantRepository
 
 Row = TypeVar("Row", Dataset, EvalSuite)
@@ -195,3 +197,29 @@ async def upload(
     except BaseException:
         await run_in_threadpool(ingest.abort)
         raise
+
+
+class Uploader(Protocol[Row]):
+    def __call__(
+        self,
+        *,
+        content_type: str | None,
+        body: AsyncIterator[bytes],
+        store: ObjectStore,
+        settings: Settings,
+    ) -> Awaitable[Registered[Row]]: ...
+
+
+async def answer_upload(request: Request, response: Response, upload_to: Uploader[Row]) -> Row:
+    """An upload endpoint's body: stream the request into `upload_to` (a service's `upload`
+    with its owner bound); 201 for a new version, 200 when the name already held exactly this
+    content."""
+    done = await upload_to(
+        content_type=request.headers.get("content-type"),
+        body=request.stream(),
+        store=request.app.state.store,
+        settings=request.app.state.settings,
+    )
+    if not done.created:
+        response.status_code = 200
+    return done.row

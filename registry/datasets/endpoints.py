@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -11,6 +12,7 @@ from registry.datasets.schemas import DatasetList, DatasetOut
 from registry.datasets.service import datasets
 from registry.dependencies import SessionDep, TenantContext, tenant_access
 from registry.models import Dataset, EvalSuite
+from registry.owned import answer_upload
 from registry.storage import ObjectStore
 from registry.validation_types import INT64_MAX
 
@@ -50,18 +52,8 @@ async def upload_dataset(
     ctx: DatasetsWrite, request: Request, response: Response, session: SessionDep
 ) -> DatasetOut:
     """Upload a JSONL file (chat `messages` or `prompt`/`completion`) as a new dataset version."""
-    outcome = await datasets.upload(
-        session,
-        actor=ctx.principal,
-        tenant=ctx.tenant,
-        content_type=request.headers.get("content-type"),
-        body=request.stream(),
-        store=request.app.state.store,
-        settings=request.app.state.settings,
-    )
-    if not outcome.created:
-        response.status_code = 200
-    return DatasetOut.model_validate(outcome.dataset)
+    upload_to = partial(datasets.upload, session, actor=ctx.principal, tenant=ctx.tenant)
+    return DatasetOut.model_validate(await answer_upload(request, response, upload_to))
 
 
 @router.get("", response_model=DatasetList)

@@ -8,6 +8,7 @@ rehearsal set can be named and checked; the rows themselves (`/content`) are for
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -19,6 +20,7 @@ from registry.datasets.endpoints import UPLOAD_DOC, content_response
 from registry.datasets.schemas import DatasetList, DatasetOut
 from registry.datasets.service import datasets
 from registry.dependencies import SessionDep, require_scope
+from registry.owned import answer_upload
 from registry.validation_types import INT64_MAX
 
 router = APIRouter(prefix="/v1/platform/datasets", tags=["platform datasets"])
@@ -33,18 +35,8 @@ async def upload_platform_dataset(
 ) -> DatasetOut:
     """Upload a JSONL file as a new platform dataset version (ops: rehearsal data). Validated
     like a tenant's dataset; bounded by the upload limit, not by a tenant's quota."""
-    outcome = await datasets.upload(
-        session,
-        actor=principal,
-        tenant=None,
-        content_type=request.headers.get("content-type"),
-        body=request.stream(),
-        store=request.app.state.store,
-        settings=request.app.state.settings,
-    )
-    if not outcome.created:
-        response.status_code = 200
-    return DatasetOut.model_validate(outcome.dataset)
+    upload_to = partial(datasets.upload, session, actor=principal, tenant=None)
+    return DatasetOut.model_validate(await answer_upload(request, response, upload_to))
 
 
 @router.get("", response_model=DatasetList)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -19,7 +18,7 @@ from registry.datasets.repository import DatasetRepository
 from registry.datasets.validation import DatasetValidator
 from registry.errors import NotFound
 from registry.models import Dataset, Tenant
-from registry.owned import upload
+from registry.owned import Registered, upload
 from registry.settings import Settings
 from registry.storage import ObjectStore, StoredObject
 
@@ -30,12 +29,6 @@ def platform_dataset_key(sha256: str) -> str:
 
 def _what(tenant: Tenant | None) -> str:
     return "dataset" if tenant is not None else "platform dataset"
-
-
-@dataclass(frozen=True)
-class UploadOutcome:
-    dataset: Dataset
-    created: bool  # False when the same name already had exactly this content
 
 
 class DatasetService:
@@ -49,11 +42,11 @@ class DatasetService:
         body: AsyncIterator[bytes],
         store: ObjectStore,
         settings: Settings,
-    ) -> UploadOutcome:
+    ) -> Registered[Dataset]:
         """Store one dataset version for `tenant`, or for the platform with `tenant=None`."""
         ingest = open_ingest(store, tenant, settings)
 
-        done = await upload(
+        return await upload(
             session,
             repo=DatasetRepository(session, tenant.id if tenant else None),
             tenant=tenant,
@@ -72,7 +65,6 @@ class DatasetService:
                 version=version,
             ),
         )
-        return UploadOutcome(done.row, done.created)
 
     def _insert(
         self,

@@ -8,6 +8,7 @@ included, may read them: they are the prompts a base model's general suite score
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -18,6 +19,7 @@ from registry.auth.principal import Principal
 from registry.datasets.endpoints import UPLOAD_DOC, content_response
 from registry.dependencies import SessionDep, TenantContext, require_scope, tenant_access
 from registry.models import Tenant
+from registry.owned import answer_upload
 from registry.suites.schemas import EvalSuiteList, EvalSuiteOut
 from registry.suites.service import suites
 from registry.validation_types import INT64_MAX
@@ -112,18 +114,8 @@ async def _upload(
     response: Response,
     session: SessionDep,
 ) -> EvalSuiteOut:
-    outcome = await suites.upload(
-        session,
-        actor=actor,
-        tenant=tenant,
-        content_type=request.headers.get("content-type"),
-        body=request.stream(),
-        store=request.app.state.store,
-        settings=request.app.state.settings,
-    )
-    if not outcome.created:
-        response.status_code = 200
-    return EvalSuiteOut.model_validate(outcome.suite)
+    upload_to = partial(suites.upload, session, actor=actor, tenant=tenant)
+    return EvalSuiteOut.model_validate(await answer_upload(request, response, upload_to))
 
 
 def _list(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -21,7 +21,7 @@ from registry.datasets.ingest import IngestLimits, JsonlIngest
 from registry.errors import Conflict, NotFound
 from registry.models import EvalSuite, Tenant
 from registry.models.enums import SuiteFormat
-from registry.owned import upload
+from registry.owned import Registered, upload
 from registry.settings import Settings
 from registry.storage import ObjectStore, StoredObject
 from registry.suites.repository import EvalSuiteRepository
@@ -38,12 +38,6 @@ def _what(tenant_id: uuid.UUID | None) -> str:
     return "eval suite" if tenant_id is not None else "platform eval suite"
 
 
-@dataclass(frozen=True)
-class UploadOutcome:
-    suite: EvalSuite
-    created: bool  # False when the same name already had exactly this content
-
-
 class EvalSuiteService:
     async def upload(
         self,
@@ -55,12 +49,12 @@ class EvalSuiteService:
         body: AsyncIterator[bytes],
         store: ObjectStore,
         settings: Settings,
-    ) -> UploadOutcome:
+    ) -> Registered[EvalSuite]:
         """Store one suite version for `tenant`, or for the platform with `tenant=None`."""
         ingest = _ingest(store, tenant, settings)
         tenant_id = tenant.id if tenant else None
 
-        done = await upload(
+        return await upload(
             session,
             repo=EvalSuiteRepository(session, tenant_id),
             tenant=tenant,
@@ -79,7 +73,6 @@ class EvalSuiteService:
                 version=version,
             ),
         )
-        return UploadOutcome(done.row, done.created)
 
     def _insert(
         self,
