@@ -8,7 +8,18 @@ import typer
 
 from cli import demo_loop as demo_cmd
 from cli import dev as dev_cmd
-from cli import lineage_view, remote, remote_base_models, remote_evals, remote_ops, up
+from cli import (
+    lineage_view,
+    remote,
+    remote_base_models,
+    remote_curation,
+    remote_evals,
+    remote_feedback,
+    remote_ops,
+    remote_teachers,
+    remote_traffic,
+    up,
+)
 from cli import work as work_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="loraplex platform CLI")
@@ -30,6 +41,11 @@ app.add_typer(work_cmd.drift_app, name="drift")
 app.command("login")(remote.login)
 app.add_typer(remote.tenants_app, name="tenants")
 app.add_typer(remote.datasets_app, name="datasets")
+remote.datasets_app.command("from-traffic")(remote_curation.from_traffic)
+app.add_typer(remote_traffic.traffic_app, name="traffic")
+app.command("feedback")(remote_feedback.feedback)
+app.add_typer(remote_teachers.teachers_app, name="teachers")
+app.add_typer(remote_teachers.labelling_app, name="labelling")
 app.add_typer(remote.adapters_app, name="adapters")
 app.command("train")(remote.train)
 app.command("versions")(remote.versions)

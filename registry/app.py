@@ -25,6 +25,7 @@ from registry.drift.endpoints import router as drift_router
 from registry.errors import ERROR_RESPONSES, install_error_handlers
 from registry.evals.endpoints import router as evals_router
 from registry.health.endpoints import router as health_router
+from registry.labelling.endpoints import router as labelling_router
 from registry.lineage.endpoints import router as lineage_router
 from registry.logging import RequestLogMiddleware
 from registry.schedules.endpoints import router as schedules_router
@@ -33,7 +34,11 @@ from registry.storage import open_configured_store
 from registry.suites.endpoints import router as suites_router
 from registry.suites.pin_endpoints import router as suite_pins_router
 from registry.tasks import InProcessWork, TaskQueue
+from registry.teachers.endpoints import router as teachers_router
 from registry.tenants.endpoints import router as tenants_router
+from registry.traffic.capture_endpoints import router as traffic_router
+from registry.traffic.curation_endpoints import router as curation_router
+from registry.traffic.feedback_endpoints import router as feedback_router
 from registry.training.endpoints import router as training_router
 
 
@@ -87,6 +92,7 @@ def create_app(
         health_router,
         auth_router,
         tenants_router,
+        curation_router,  # before datasets_router: /datasets/from-traffic is not a dataset id
         datasets_router,
         platform_datasets_router,
         suites_router,
@@ -99,6 +105,10 @@ def create_app(
         training_router,
         schedules_router,
         drift_router,
+        traffic_router,
+        feedback_router,
+        teachers_router,
+        labelling_router,
         audit_router,
     ):
         app.include_router(router, responses=ERROR_RESPONSES)

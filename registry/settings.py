@@ -180,6 +180,18 @@ class Settings(BaseSettings):
         default=0.1, ge=0.0, le=1.0, description="share of prompts kept in the traffic log"
     )
     usage_flush_seconds: float = Field(default=1.0, gt=0)
+    traffic_retention_seconds: int = Field(
+        default=30 * 86400, ge=3600, description="traces kept when an adapter sets no retention"
+    )
+    traffic_retention_interval_seconds: int = Field(
+        default=3600, ge=0, description="how often beat deletes expired traces; 0: never"
+    )
+    curation_max_traces: int = Field(
+        default=20_000, ge=1, description="traces one curated dataset may read"
+    )
+    # Teacher keys: a file named after the secret in this directory (a mounted Kubernetes
+    # secret), else an environment variable of that name.
+    secrets_dir: Path | None = Field(default=None, description="default: home/secrets")
 
     log_level: str = "INFO"
     log_json: bool = True

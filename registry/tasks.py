@@ -22,7 +22,9 @@ REAP = "loraplex.reap_jobs"
 SCHEDULE_TICK = "loraplex.schedules_tick"
 DRIFT = "loraplex.compute_drift"
 AUDIT_ANCHOR = "loraplex.audit_anchor"
-TASK_NAMES = (TRAIN, REAP, SCHEDULE_TICK, DRIFT, AUDIT_ANCHOR)
+TRAFFIC_RETENTION = "loraplex.traffic_retention"
+LABEL = "loraplex.label"
+TASK_NAMES = (TRAIN, REAP, SCHEDULE_TICK, DRIFT, AUDIT_ANCHOR, TRAFFIC_RETENTION, LABEL)
 QUEUES = {TRAIN: "training"}  # everything else: "default"
 
 
@@ -40,6 +42,9 @@ def periodic_tasks(settings: Settings) -> list[tuple[str, str, float]]:
         out.append(("compute-drift", DRIFT, float(settings.drift_interval_seconds)))
     if settings.audit_anchor_interval_seconds:
         out.append(("anchor-audit", AUDIT_ANCHOR, float(settings.audit_anchor_interval_seconds)))
+    if settings.traffic_retention_interval_seconds:
+        every = float(settings.traffic_retention_interval_seconds)
+        out.append(("expire-traces", TRAFFIC_RETENTION, every))
     return out
 
 

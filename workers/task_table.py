@@ -8,7 +8,16 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from registry.tasks import AUDIT_ANCHOR, DRIFT, REAP, SCHEDULE_TICK, TASK_NAMES, TRAIN
+from registry.tasks import (
+    AUDIT_ANCHOR,
+    DRIFT,
+    LABEL,
+    REAP,
+    SCHEDULE_TICK,
+    TASK_NAMES,
+    TRAFFIC_RETENTION,
+    TRAIN,
+)
 from workers.context import WorkerContext
 
 
@@ -46,6 +55,21 @@ def _anchor(ctx: WorkerContext, args: Sequence[Any], host: str) -> object:
     return dataclasses.asdict(result)  # a Celery result is JSON
 
 
+def _retention(ctx: WorkerContext, args: Sequence[Any], host: str) -> object:
+    from registry.traffic.retention import expire_traces
+
+    with ctx.session() as session:
+        result = expire_traces(session, store=ctx.store, settings=ctx.settings)
+    return dataclasses.asdict(result)
+
+
+def _label(ctx: WorkerContext, args: Sequence[Any], host: str) -> object:
+    from workers.labelling import run_labelling
+
+    run_labelling(ctx, str(args[0]), host=host)
+    return None
+
+
 Handler = Callable[[WorkerContext, Sequence[Any], str], object]
 TASKS: dict[str, Handler] = {
     TRAIN: _train,
@@ -53,6 +77,8 @@ TASKS: dict[str, Handler] = {
     SCHEDULE_TICK: _tick,
     DRIFT: _drift,
     AUDIT_ANCHOR: _anchor,
+    TRAFFIC_RETENTION: _retention,
+    LABEL: _label,
 }
 if set(TASKS) != set(TASK_NAMES):  # a name sent by the registry that nothing would run
     raise RuntimeError(f"task table out of step with registry.tasks: {sorted(TASKS)}")

@@ -26,6 +26,10 @@ BASE_MODELS_READ = "base_models:read"
 BASE_MODELS_WRITE = "base_models:write"
 # promote a version that the promotion gate refused (recorded as an override)
 PROMOTION_OVERRIDE = "promotion:override"
+TRAFFIC_READ = "traffic:read"  # captured traces and feedback
+TRAFFIC_WRITE = "traffic:write"  # capture settings, erasure
+TEACHERS_READ = "teachers:read"
+TEACHERS_WRITE = "teachers:write"  # register teacher endpoints: ops
 
 ALL_SCOPES = frozenset(
     {
@@ -43,6 +47,10 @@ ALL_SCOPES = frozenset(
         BASE_MODELS_READ,
         BASE_MODELS_WRITE,
         PROMOTION_OVERRIDE,
+        TRAFFIC_READ,
+        TRAFFIC_WRITE,
+        TEACHERS_READ,
+        TEACHERS_WRITE,
     }
 )
 READ_SCOPES = frozenset(s for s in ALL_SCOPES if s.endswith(":read"))
@@ -59,6 +67,9 @@ ROLE_SCOPES: dict[Role, frozenset[str]] = {
             TRAINING_WRITE,
             INFERENCE,
             PROMOTION_OVERRIDE,
+            TRAFFIC_READ,
+            TRAFFIC_WRITE,
+            TEACHERS_READ,
         }
     ),
     Role.OPS: ALL_SCOPES - {INFERENCE},

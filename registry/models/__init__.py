@@ -13,10 +13,11 @@ from registry.models.base_model import BaseModel
 from registry.models.dataset import Dataset
 from registry.models.eval_suite import AdapterEvalSuite, EvalSuite
 from registry.models.evaluation import DriftMetric, Eval
+from registry.models.labelling import LabellingJob, Teacher
 from registry.models.oauth_client import OAuthClient
 from registry.models.retraining import DriftPolicy, TrainingSchedule
 from registry.models.tenant import Tenant
-from registry.models.traffic import TrafficSample, UsageRecord
+from registry.models.traffic import Feedback, TrafficCapture, TrafficSample, UsageRecord
 from registry.models.training_job import TrainingJob, TrainingJobEvent
 
 __all__ = [
@@ -36,8 +37,12 @@ __all__ = [
     "DriftPolicy",
     "Eval",
     "EvalSuite",
+    "Feedback",
+    "LabellingJob",
     "OAuthClient",
+    "Teacher",
     "Tenant",
+    "TrafficCapture",
     "TrainingJob",
     "TrainingSchedule",
     "TrafficSample",

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
@@ -45,5 +46,8 @@ class Dataset(Base):
     source_sha256: Mapped[str] = mapped_column(String(64))  # of the file as uploaded
     source_bytes: Mapped[int] = mapped_column(BigInteger)
     object_key: Mapped[str] = mapped_column(String(500))
+    # None: uploaded. {"kind": "traffic", ...filters and counts} when curated from traffic,
+    # {"kind": "teacher", ...teacher, model and counts} when labelled by a teacher.
+    origin: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -75,10 +75,20 @@ class JobKind(enum.StrEnum):
 
 
 class DatasetMode(enum.StrEnum):
-    """Which datasets an automatic retrain uses: the newest version of each name, or all."""
+    """Which datasets an automatic retrain uses: the newest version of each name, or all; or
+    (drift policies only) the window's curated traffic with the newest uploaded data."""
 
     LATEST = "latest"
     ALL = "all"
+    TRAFFIC = "traffic"
+
+
+class CaptureMode(enum.StrEnum):
+    """What the gateway keeps of a sampled request: the prompt only, or the whole trace
+    (request, response, tool calls, the version that answered)."""
+
+    PROMPTS = "prompts"
+    FULL = "full"
 
 
 class ScheduleOutcome(enum.StrEnum):
@@ -126,6 +136,7 @@ def enum_column(enum_class: type[enum.StrEnum], *, column: str, length: int) -> 
 
 
 __all__ = [
+    "CaptureMode",
     "DatasetFormat",
     "DatasetMode",
     "DatasetRole",

@@ -59,6 +59,8 @@ class DriftPolicy(Base):
         enum_column(DatasetMode, column="datasets", length=16)
     )
     dataset_names: Mapped[list[str] | None] = mapped_column(JSON)
+    # datasets "traffic" only: the teacher that labels the window's prompts nobody corrected
+    teacher_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("teachers.id"))
     last_checked_at: Mapped[dt.datetime | None]
     last_outcome: Mapped[DriftOutcome] = mapped_column(
         enum_column(DriftOutcome, column="last_outcome", length=16),

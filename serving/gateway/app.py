@@ -31,7 +31,7 @@ from registry.db import make_engine, make_sessionmaker
 from registry.models import Adapter, Alias
 from registry.settings import Settings
 from serving.engine import engine_api_key
-from serving.gateway import errors, metrics, openapi
+from serving.gateway import errors, feedback, metrics, openapi
 from serving.gateway.auth import Caller, GatewayAuth
 from serving.gateway.limits import GenerationLimits
 from serving.gateway.proxy import EngineClient, Outcome
@@ -106,6 +106,11 @@ def _routes(app: FastAPI, settings: Settings) -> None:
     @app.post("/v1/completions", **openapi.inference(openapi.completion_request(settings)))
     async def completions(request: Request) -> Response:
         return await _infer(request, "completions")
+
+    @app.post("/v1/feedback")
+    async def post_feedback(request: Request) -> JSONResponse:
+        """Rate or correct one response by its `x-request-id` (serving/gateway/feedback.py)."""
+        return await feedback.post_feedback(request)
 
     @app.get("/v1/models", **openapi.MODELS)
     async def list_models(request: Request) -> JSONResponse:
