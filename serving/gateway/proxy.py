@@ -12,6 +12,9 @@ a timeout, not a response cut after its head (the engine may have started genera
 Tool calls are counted for usage on the way: from a whole answer's `message.tool_calls`, and in
 a stream from the distinct (choice, call) `index` pairs of `delta.tool_calls` (only events that
 name `"tool_calls"` are parsed). Bodies and events are passed on unchanged.
+
+A request chosen for a full trace carries an `Answer` (`Outcome.answer`): the whole answer's
+first choice is kept, and a stream's events are all parsed to assemble it as they pass.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from typing import Any
 import httpx
 import orjson
 import structlog
+
+from serving.gateway.answers import Answer
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +48,7 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
     # (choice index, call index) of each tool call seen in a stream's deltas
     call_keys: set[tuple[int, int]] = field(default_factory=set)
+    answer: Answer | None = None  # set when the request is captured in full
 
     def take_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
@@ -54,6 +60,8 @@ class Outcome:
         if not isinstance(doc, dict):
             return
         self.take_usage(doc.get("usage"))
+        if self.answer is not None:
+            self.answer.take_whole(doc)
         for choice in _dicts(doc.get("choices")):
             message = choice.get("message")
             if isinstance(message, dict):
@@ -185,12 +193,13 @@ class EngineClient:
 
 
 def _usage_event(event: bytes, out: Outcome, strip: bool) -> bool:
-    """Note the event's usage and tool-call deltas (parsed only when it names either); True
-    when this is the engine's usage-only event and the caller did not ask for it."""
+    """Note the event's usage and tool-call deltas (parsed only when it names either, or when
+    the answer is assembled for a trace); True when this is the engine's usage-only event and
+    the caller did not ask for it."""
     if not event.startswith(b"data: {"):
         return False
     calls = b'"tool_calls"' in event
-    if not calls and b'"usage"' not in event:
+    if out.answer is None and not calls and b'"usage"' not in event:
         return False
     try:
         data = orjson.loads(event[6:])
@@ -200,6 +209,8 @@ def _usage_event(event: bytes, out: Outcome, strip: bool) -> bool:
         return False
     if calls:
         out.take_deltas(data)
+    if out.answer is not None:
+        out.answer.feed(data)
     usage = data.get("usage")
     if usage:
         out.take_usage(usage)

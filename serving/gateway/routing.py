@@ -5,6 +5,8 @@ version number. Parsing and lookup are the registry's (`registry.adapters.resolv
 turns its errors into OpenAI's shapes. Only the caller's tenant is searched, so another tenant's
 adapter is exactly as invisible as one that does not exist. Results (found or not) are reused
 for `gateway_resolve_ttl_seconds` (default 0.5 s): an alias move reaches the gateway within that.
+The adapter's traffic capture settings are read in the same session and cached with the route,
+so a capture change reaches the gateway just as fast, at no extra query per request.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from registry.adapters import resolve
 from registry.errors import NotFound, Unprocessable
 from registry.models.enums import VersionStatus
+from serving.gateway.capture import CaptureSettings, load_settings
 from serving.gateway.errors import GatewayError, bad_request, model_not_found
 from serving.gateway.ttl import TTLMemo
 from serving.names import engine_name
@@ -33,6 +36,7 @@ class Route:
     version_id: uuid.UUID
     version: int
     engine_name: str
+    capture: CaptureSettings = CaptureSettings()
 
     @property
     def label(self) -> str:
@@ -53,8 +57,15 @@ def parse_model(model: object) -> resolve.ModelRef:
         raise bad_request(f"{FORMS} {_sentence(exc.detail)}", param="model") from exc
 
 
-def lookup(session: Session, tenant_id: uuid.UUID, model: str, ref: resolve.ModelRef) -> Route:
-    """Two statements (adapter, then version or alias->version); registry errors as OpenAI's."""
+def lookup(
+    session: Session,
+    tenant_id: uuid.UUID,
+    model: str,
+    ref: resolve.ModelRef,
+    sample_rate: float = 0.0,
+) -> Route:
+    """Three statements (adapter, then version or alias->version, then capture settings);
+    registry errors as OpenAI's. `sample_rate`: the platform's, for adapters with no setting."""
     try:
         found = resolve.resolve(session, tenant_id=tenant_id, model=ref)
     except NotFound as exc:
@@ -75,12 +86,16 @@ def lookup(session: Session, tenant_id: uuid.UUID, model: str, ref: resolve.Mode
         version_id=version.id,
         version=version.version,
         engine_name=engine_name(version.id),
+        capture=load_settings(session, found.adapter.id, sample_rate),
     )
 
 
 class Router:
-    def __init__(self, sessions: sessionmaker[Session], ttl_seconds: float) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], ttl_seconds: float, sample_rate: float = 0.0
+    ) -> None:
         self.sessions = sessions
+        self.sample_rate = sample_rate
         self._memo: TTLMemo[tuple[uuid.UUID, str], Route | GatewayError] = TTLMemo(
             maxsize=MAX_ROUTES, ttl=ttl_seconds
         )
@@ -100,6 +115,6 @@ class Router:
     ) -> Route | GatewayError:
         with self.sessions() as session:
             try:
-                return lookup(session, tenant_id, model, ref)
+                return lookup(session, tenant_id, model, ref, self.sample_rate)
             except GatewayError as exc:
                 return exc
