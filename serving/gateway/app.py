@@ -3,7 +3,8 @@
 Per request: verify the tenant token (cached), take a token from the tenant's bucket, read the
 body up to its limit, map `model` to an immutable version (cached < 1 s), check the generation
 size, reserve its completion tokens from the tenant's token budget, rewrite `model` to the
-version's engine name, forward, and record usage and (sampled) the prompt. Once the engine
+version's engine name, forward, and record usage and (sampled, per the adapter's capture
+settings) the prompt or the whole trace (capture.py; redacted at flush). Once the engine
 answers, the budget is settled with the usage it reports (prompt + completion tokens): a request
 may leave its tenant in debt, which later requests wait out. Everything after the engine answers
 is off the request path. /metrics is on an internal port only (metrics.py).
@@ -30,9 +31,12 @@ from registry.auth.tokens import TokenVerifier
 from registry.db import make_engine, make_sessionmaker
 from registry.models import Adapter, Alias
 from registry.settings import Settings
+from registry.storage import open_configured_store
 from serving.engine import engine_api_key
 from serving.gateway import errors, feedback, metrics, openapi
+from serving.gateway.answers import Answer
 from serving.gateway.auth import Caller, GatewayAuth
+from serving.gateway.capture import Sampled
 from serving.gateway.limits import GenerationLimits
 from serving.gateway.proxy import EngineClient, Outcome
 from serving.gateway.ratelimit import RateLimiter
@@ -75,7 +79,9 @@ def create_gateway(settings: Settings) -> FastAPI:
     app.state.auth = GatewayAuth(
         verifier, sessions, settings.gateway_auth_cache_seconds, failures=failures
     )
-    app.state.router = Router(sessions, settings.gateway_resolve_ttl_seconds)
+    app.state.router = Router(
+        sessions, settings.gateway_resolve_ttl_seconds, settings.traffic_sample_rate
+    )
     app.state.limiter = RateLimiter(
         settings.gateway_rate_limit_rps, settings.gateway_rate_limit_burst
     )
@@ -85,7 +91,7 @@ def create_gateway(settings: Settings) -> FastAPI:
     app.state.usage = UsageWriter(
         sessions,
         flush_seconds=settings.usage_flush_seconds,
-        sample_rate=settings.traffic_sample_rate,
+        store=open_configured_store(settings),
     )
     app.state.engine_client = EngineClient(
         settings.resolved_engine_url, engine_api_key(settings), settings.engine_timeout_seconds
@@ -107,7 +113,7 @@ def _routes(app: FastAPI, settings: Settings) -> None:
     async def completions(request: Request) -> Response:
         return await _infer(request, "completions")
 
-    @app.post("/v1/feedback")
+    @app.post("/v1/feedback", **feedback.ROUTE)
     async def post_feedback(request: Request) -> JSONResponse:
         """Rate or correct one response by its `x-request-id` (serving/gateway/feedback.py)."""
         return await feedback.post_feedback(request)
@@ -188,20 +194,21 @@ async def _infer(request: Request, endpoint: str) -> Response:
     body["model"] = route.engine_name
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
     headers = {"x-request-id": request_id, "x-loraplex-model": route.label}
-    if caller.traffic_logging and state.usage.maybe_sample(
-        tenant_id=caller.tenant_id,
-        adapter_id=route.adapter_id,
-        version_id=route.version_id,
-        endpoint=endpoint,
-        body=body,
-    ):
-        metrics.SAMPLED.labels(caller.tenant_slug).inc()
     out = Outcome()
+    sampled = caller.traffic_logging and state.usage.sample(route.capture.rate)
+    if sampled:
+        metrics.SAMPLED.labels(caller.tenant_slug).inc()
+        if route.capture.full:
+            out.answer = Answer(chat=endpoint == "chat.completions")
     stream = bool(body.get("stream"))
 
     def done() -> None:
         state.budget.give(tenant, reserved - out.prompt_tokens - out.completion_tokens)
         _record(state, caller, route, endpoint, requested, request_id, stream, out, t0, started_at)
+        if sampled:
+            state.usage.capture(
+                _sampled(caller, route, endpoint, request_id, body, out, started_at)
+            )
 
     metrics.OVERHEAD.observe(time.perf_counter() - t0)
     client: EngineClient = state.engine_client
@@ -287,6 +294,34 @@ def _record(
         prompt_tokens=out.prompt_tokens,
         completion_tokens=out.completion_tokens,
         tool_calls=out.tool_calls,
+    )
+
+
+def _sampled(
+    caller: Caller,
+    route: Route,
+    endpoint: str,
+    request_id: str,
+    body: dict[str, Any],
+    out: Outcome,
+    started_at: dt.datetime,
+) -> Sampled:
+    return Sampled(
+        tenant_id=caller.tenant_id,
+        tenant=caller.tenant_slug,
+        adapter_id=route.adapter_id,
+        adapter=route.adapter,
+        version_id=route.version_id,
+        version=route.version,
+        request_id=request_id[:64],
+        endpoint=endpoint,
+        body=body,
+        settings=route.capture,
+        created_at=started_at,
+        status=out.status,
+        response=out.answer.response() if out.answer is not None else None,
+        finish_reason=out.answer.finish_reason if out.answer is not None else None,
+        usage={"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens},
     )
 
 
