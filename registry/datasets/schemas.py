@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
@@ -24,6 +25,11 @@ class DatasetOut(BaseModel):
     source_bytes: int
     created_by: str
     created_at: dt.datetime
+    origin: dict[str, Any] | None = Field(
+        default=None,
+        description="null: uploaded; {'kind': 'traffic', ...} curated from traffic (window, "
+        "filters, counts); {'kind': 'teacher', ...} labelled by a teacher model",
+    )
 
 
 class DatasetList(BaseModel):

@@ -1,12 +1,13 @@
 """The lineage graph as W3C PROV-JSON (https://www.w3.org/Submission/prov-json/).
 
-Mapping: versions, datasets, base models and evals are entities; training jobs, uploads,
-alias moves, serving periods and the triggers of automatic retrains (a scheduled run, a drift
-check: the job wasInformedBy it) are activities; creators are agents. In PROV only an activity
-`used` something,
-so "version used dataset" becomes: the version's generating activity (its job, or its upload)
-used the dataset, and the version wasDerivedFrom the dataset through that activity. A version
-with neither a job nor an upload (e.g. still queued) keeps only the derivation.
+Mapping: versions, datasets, base models, evals, the traffic a dataset was curated from and the
+teacher answers a dataset was labelled with (the dataset wasDerivedFrom them) are entities;
+training jobs, uploads, alias moves, serving periods and the triggers of automatic retrains (a
+scheduled run, a drift check: the job wasInformedBy it) are activities; creators are agents. In
+PROV only an activity `used` something, so "version used dataset" becomes: the version's
+generating activity (its job, or its upload) used the dataset, and the version wasDerivedFrom
+the dataset through that activity. A version with neither a job nor an upload (e.g. still
+queued) keeps only the derivation.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ ENTITY_TYPES = {
     "dataset": "loraplex:DatasetVersion",
     "base_model": "loraplex:BaseModel",
     "eval": "loraplex:Evaluation",
+    "traffic": "loraplex:Traffic",
+    "teacher": "loraplex:TeacherAnswers",
 }
 # Relation map keys and the short prefix of their generated ids.
 RELATIONS = {

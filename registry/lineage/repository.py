@@ -43,7 +43,13 @@ VERSION_COLUMNS = load_only(
     raiseload=True,
 )
 DATASET_COLUMNS = load_only(
-    Dataset.name, Dataset.version, Dataset.sha256, Dataset.rows, Dataset.tenant_id, raiseload=True
+    Dataset.name,
+    Dataset.version,
+    Dataset.sha256,
+    Dataset.rows,
+    Dataset.tenant_id,
+    Dataset.origin,
+    raiseload=True,
 )
 
 

@@ -14,6 +14,8 @@ NodeType = Literal[
     "agent",
     "serving",
     "trigger",
+    "traffic",  # the production traffic a curated dataset was made from
+    "teacher",  # the teacher model whose answers a labelled dataset holds
 ]
 Relation = Literal["wasDerivedFrom", "used", "wasGeneratedBy", "wasAttributedTo", "wasInformedBy"]
 LineageFormat = Literal["graph", "prov"]

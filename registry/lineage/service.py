@@ -163,6 +163,11 @@ class LineageService:
             **({"owner": "platform"} if d.tenant_id is None else {}),
         )
         g.edge(version_id, did, "used", role=role)
+        origin = d.origin or {}
+        if origin.get("kind") == "traffic":
+            g.edge(did, _traffic_node(g, d, origin), "wasDerivedFrom")
+        elif origin.get("kind") == "teacher":
+            g.edge(did, _teacher_node(g, d, origin), "wasDerivedFrom")
 
     @staticmethod
     def _eval(g: _Graph, ev: Eval) -> None:
@@ -215,6 +220,37 @@ class LineageService:
                 roles.setdefault(e.target, set()).add(str(e.attrs["role"]))
         for node_id, found in roles.items():
             g.nodes[node_id].attrs["role"] = ",".join(sorted(found))
+
+
+def _traffic_node(g: _Graph, d: Dataset, origin: dict[str, Any]) -> str:
+    """The production traffic a curated dataset was made from: window, filters and counts."""
+    window = origin.get("window") or {}
+    since, until = str(window.get("since", "?"))[:10], str(window.get("until", "?"))[:10]
+    adapter = (origin.get("filters") or {}).get("adapter", "?")
+    label = (
+        f"traffic of {adapter} {since}..{until}: {origin.get('matched', 0)} traces, "
+        f"{origin.get('corrected', 0)} corrected"
+    )
+    attrs = {k: v for k, v in origin.items() if k != "kind"}
+    return g.node(f"traffic:{d.id}", "traffic", label, **attrs)
+
+
+def _teacher_node(g: _Graph, d: Dataset, origin: dict[str, Any]) -> str:
+    """The teacher model whose answers (kept by the checks) a labelled dataset holds."""
+    label = (
+        f"teacher {origin.get('teacher', '?')} ({origin.get('model', '?')}): "
+        f"{origin.get('sent', 0)} sent, {origin.get('kept', 0)} kept, "
+        f"{_total(origin.get('refused'))} refused"
+    )
+    attrs = {k: v for k, v in origin.items() if k != "kind"}
+    return g.node(f"teacher:{d.id}", "teacher", label, **attrs)
+
+
+def _total(value: Any) -> int:
+    """A count, or counts by reason ({"regex": 2, "empty": 1})."""
+    if isinstance(value, dict):
+        return sum(int(v) for v in value.values() if isinstance(v, int | float))
+    return int(value) if isinstance(value, int | float) else 0
 
 
 def _trigger_node(g: _Graph, v: AdapterVersion) -> str | None:
