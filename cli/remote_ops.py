@@ -79,8 +79,12 @@ def drift_set(
     window: str = typer.Option("24h"),
     min_samples: int = typer.Option(200),
     cooldown: str = typer.Option("7d"),
-    datasets: str = typer.Option("latest", help="latest | all"),
+    datasets: str = typer.Option(
+        "latest", help="latest | all | traffic (the window's corrected and approved traffic)"
+    ),
     name: list[str] = typer.Option([], "--dataset-name", help="dataset names (repeatable)"),
+    teacher: str = typer.Option(None, help="traffic: a teacher labels the other prompts"),
+    traffic_dataset: str = typer.Option(None, help="traffic: the curated dataset's name"),
     tenant: str = TenantOpt,
 ) -> None:
     """Retrain ADAPTER when its live traffic drifts from its training data."""
@@ -94,6 +98,8 @@ def drift_set(
         "datasets": datasets,
         "dataset_names": name or None,
     }
+    if teacher or traffic_dataset:
+        body |= {"teacher": teacher, "traffic_dataset": traffic_dataset}
     _json(api.put(_adapter_url(api, tenant, adapter) + "/drift-policy", json=body))
 
 

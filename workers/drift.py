@@ -150,7 +150,13 @@ def _one(
             )
         measured.append({"version": version.version, "samples": size, **values})
     decision = drift_policies.check(
-        session, tenant=tenant, adapter=found, now=now, settings=ctx.settings, queue=ctx.queue
+        session,
+        tenant=tenant,
+        adapter=found,
+        now=now,
+        settings=ctx.settings,
+        queue=ctx.queue,
+        store=ctx.store,
     )
     entry = {
         "tenant": tenant.slug,

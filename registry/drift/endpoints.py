@@ -40,13 +40,13 @@ def set_drift_policy(
     """Ops: retrain this adapter when `metric` on its live traffic crosses `threshold`
     (at least `min_samples` prompts in the last `window`; at most once per `cooldown`)."""
     row = drift_policies.put(session, actor=ctx.principal, tenant=ctx.tenant, name=name, data=body)
-    return drift_policies.out(row, ctx.tenant.slug, name)
+    return drift_policies.out(session, row, ctx.tenant.slug, name)
 
 
 @router.get(POLICY, response_model=DriftPolicyOut)
 def get_drift_policy(ctx: Read, name: str, session: SessionDep) -> DriftPolicyOut:
     row = drift_policies.get(session, tenant=ctx.tenant, name=name)
-    return drift_policies.out(row, ctx.tenant.slug, name)
+    return drift_policies.out(session, row, ctx.tenant.slug, name)
 
 
 @router.delete(POLICY, status_code=204)

@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from registry.adapters.schemas import VERSION_MAX
+from registry.datasets.schemas import NAME_PATTERN
 from registry.training.selection import DatasetMode
 from registry.validation_types import INT64_MAX, JsonObject
 
@@ -82,8 +83,39 @@ class DriftPolicyIn(BaseModel):
     min_samples: int = Field(default=200, ge=1, le=1_000_000)
     cooldown: Duration = Field(default=7 * 86400, description="no second drift retrain within")
     enabled: bool = True
-    datasets: DatasetMode = DatasetMode.LATEST
-    dataset_names: list[str] | None = Field(default=None, max_length=50)
+    datasets: DatasetMode = Field(
+        default=DatasetMode.LATEST,
+        description="'latest' | 'all': uploaded data; 'traffic': the window's corrected and "
+        "approved traffic (labelled by `teacher` where named) with the newest uploaded data",
+    )
+    dataset_names: list[str] | None = Field(
+        default=None,
+        max_length=50,
+        description="dataset names to train on (with 'traffic': the uploaded ones to add)",
+    )
+    teacher: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        description="datasets 'traffic' only: the teacher that answers the window's prompts "
+        "nobody corrected or approved",
+    )
+    traffic_dataset: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=NAME_PATTERN,
+        description="datasets 'traffic' only: the curated dataset's name; "
+        "default '<adapter>-traffic'",
+    )
+
+    @model_validator(mode="after")
+    def _traffic_only(self) -> DriftPolicyIn:
+        if self.datasets != DatasetMode.TRAFFIC:
+            for field in ("teacher", "traffic_dataset"):
+                if getattr(self, field) is not None:
+                    raise ValueError(f"{field} is only for datasets 'traffic'")
+        return self
 
     def resolved_threshold(self) -> float:
         return self.threshold if self.threshold is not None else DEFAULT_THRESHOLDS[self.metric]
@@ -100,6 +132,8 @@ class DriftPolicyOut(BaseModel):
     enabled: bool
     datasets: str
     dataset_names: list[str] | None
+    teacher: str | None = Field(description="datasets 'traffic': the teacher that labels")
+    traffic_dataset: str | None = Field(description="datasets 'traffic': the curated dataset")
     last_checked_at: dt.datetime | None
     last_outcome: str = Field(
         description="ok | triggered | cooldown | insufficient | no_data | skipped | ''"

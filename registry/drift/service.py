@@ -5,6 +5,8 @@ The worker computes the metrics (workers/drift.py) and stores them through `drif
 adapter start at most one job: the latest value of the policy's metric for the version in production
 must cross the threshold, on at least `min_samples` prompts, with no drift retrain within the
 cooldown. The metric, value and threshold go into the job's `trigger_ref`, hence the lineage.
+A policy with `datasets: traffic` retrains on the window's curated traffic instead
+(registry/traffic/retrain.py), labelled by its teacher first where it names one.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from registry.db import utcnow
 from registry.drift.repository import DriftRepository
 from registry.drift.schemas import DriftPolicyIn, DriftPolicyOut
 from registry.errors import Conflict, NotFound
-from registry.models import Adapter, DriftPolicy, Tenant
-from registry.models.enums import DriftOutcome
+from registry.models import Adapter, DriftPolicy, Teacher, Tenant
+from registry.models.enums import DatasetMode, DriftOutcome
 from registry.settings import Settings
+from registry.storage import ObjectStore
 from registry.tasks import TaskQueue
+from registry.teachers.service import teachers
+from registry.traffic.retrain import start_traffic_retrain
 from registry.training.automatic import Skipped, start_retrain
-from registry.training.selection import select_datasets
+from registry.training.selection import check_uploaded_names, select_datasets
 
 log = structlog.get_logger(__name__)
 MONITOR = "drift-monitor"
@@ -56,8 +61,12 @@ class DriftPolicyService:
         adapter = adapters.get(session, tenant=tenant, name=name)
         if adapter.archived_at is not None:
             raise Conflict(f"adapter '{adapter.name}' is archived")
-        if data.dataset_names:
+        traffic = data.datasets == DatasetMode.TRAFFIC
+        if data.dataset_names and traffic:
+            check_uploaded_names(session, adapter, data.dataset_names)  # 422 if unknown
+        elif data.dataset_names:
             select_datasets(session, adapter, data.datasets, data.dataset_names)  # 422 if unknown
+        teacher = teachers.usable(session, name=data.teacher) if data.teacher else None
         repo = DriftRepository(session, tenant.id)
         row = repo.policy(adapter.id, lock=True)
         if row is None:
@@ -67,6 +76,11 @@ class DriftPolicyService:
         row.window_seconds, row.cooldown_seconds = data.window, data.cooldown
         row.min_samples, row.enabled = data.min_samples, data.enabled
         row.datasets, row.dataset_names = data.datasets, data.dataset_names
+        row.teacher_id = teacher.id if teacher else None
+        details = {k: v for k, v in (row.details or {}).items() if k != "traffic_dataset"}
+        if traffic:
+            details["traffic_dataset"] = data.traffic_dataset or f"{adapter.name}-traffic"
+        row.details = details
         row.updated_by, row.updated_at = actor.subject, utcnow()
         session.flush()
         audit.record(
@@ -76,7 +90,7 @@ class DriftPolicyService:
             target_type="adapter",
             target_id=str(adapter.id),
             tenant_id=tenant.id,
-            details={"adapter": adapter.name, **self.settings_of(row)},
+            details={"adapter": adapter.name, **self.settings_of(row), "teacher": data.teacher},
         )
         return row
 
@@ -110,13 +124,15 @@ class DriftPolicyService:
         now: dt.datetime,
         settings: Settings,
         queue: TaskQueue,
+        store: ObjectStore | None = None,
     ) -> Decision | None:
-        """Decide on the freshly stored metrics; None when the adapter has no enabled policy."""
+        """Decide on the freshly stored metrics; None when the adapter has no enabled policy.
+        `store`: where traces are, for a policy that retrains on traffic."""
         repo = DriftRepository(session, tenant.id)
         policy = repo.policy(adapter.id, lock=True)
         if policy is None or not policy.enabled:
             return None
-        decision = self._decide(session, policy, tenant, adapter, now, settings, queue)
+        decision = self._decide(session, policy, tenant, adapter, now, settings, queue, store)
         policy.last_checked_at = now
         policy.last_outcome = DriftOutcome(decision.outcome)
         policy.last_message = decision.message[:2000]
@@ -142,6 +158,7 @@ class DriftPolicyService:
         now: dt.datetime,
         settings: Settings,
         queue: TaskQueue,
+        store: ObjectStore | None,
     ) -> Decision:
         production = AliasRepository(session, tenant.id).get(adapter.id, "production")
         if production is None:
@@ -180,6 +197,10 @@ class DriftPolicyService:
             "served_version": served if isinstance(served, int) else str(served),
         }
         ref = {"drift": reason, "datasets": policy.datasets}
+        if policy.datasets == DatasetMode.TRAFFIC:
+            return self._on_traffic(
+                session, policy, tenant, adapter, now, settings, queue, store, ref, shown
+            )
         try:
             job = start_retrain(
                 session,
@@ -206,6 +227,58 @@ class DriftPolicyService:
         )
         return Decision("triggered", f"{shown} crossed: training job {job.id}", job.id)
 
+    def _on_traffic(
+        self,
+        session: Session,
+        policy: DriftPolicy,
+        tenant: Tenant,
+        adapter: Adapter,
+        now: dt.datetime,
+        settings: Settings,
+        queue: TaskQueue,
+        store: ObjectStore | None,
+        ref: dict[str, Any],
+        shown: str,
+    ) -> Decision:
+        if store is None:
+            return Decision("skipped", f"{shown} crossed; no object store to read traces from")
+        teacher = session.get(Teacher, policy.teacher_id) if policy.teacher_id else None
+        actor = Principal.local_operator(MONITOR)
+        try:
+            started = start_traffic_retrain(
+                session,
+                tenant=tenant,
+                adapter=adapter,
+                policy=policy,
+                since=now - dt.timedelta(seconds=policy.window_seconds),
+                until=now,
+                teacher=teacher.name if teacher else None,
+                trigger_ref=ref,
+                settings=settings,
+                queue=queue,
+                store=store,
+                actor=actor,
+            )
+        except Skipped as exc:
+            return Decision("skipped", f"{shown} crossed; retrain not started: {exc}")
+        job_id = started.job.id if started.job else None
+        audit.record(
+            session,
+            actor=actor,
+            action="drift_policy.triggered",
+            target_type="adapter",
+            target_id=str(adapter.id),
+            tenant_id=tenant.id,
+            details={
+                "adapter": adapter.name,
+                "job_id": str(job_id) if job_id else None,
+                "labelling_job_id": str(started.labelling.id) if started.labelling else None,
+                **ref["drift"],
+                "traffic": started.traffic,
+            },
+        )
+        return Decision("triggered", f"{shown} crossed: {started.message}", job_id)
+
     @staticmethod
     def settings_of(row: DriftPolicy) -> dict[str, object]:
         return {
@@ -217,10 +290,14 @@ class DriftPolicyService:
             "enabled": row.enabled,
             "datasets": row.datasets,
             "dataset_names": row.dataset_names,
+            "traffic_dataset": (row.details or {}).get("traffic_dataset"),
         }
 
     @staticmethod
-    def out(row: DriftPolicy, tenant_slug: str, adapter_name: str) -> DriftPolicyOut:
+    def out(
+        session: Session, row: DriftPolicy, tenant_slug: str, adapter_name: str
+    ) -> DriftPolicyOut:
+        teacher = session.get(Teacher, row.teacher_id) if row.teacher_id else None
         return DriftPolicyOut(
             tenant=tenant_slug,
             adapter=adapter_name,
@@ -232,6 +309,8 @@ class DriftPolicyService:
             enabled=row.enabled,
             datasets=row.datasets,
             dataset_names=row.dataset_names,
+            teacher=teacher.name if teacher else None,
+            traffic_dataset=(row.details or {}).get("traffic_dataset"),
             last_checked_at=row.last_checked_at,
             last_outcome=row.last_outcome,
             last_message=row.last_message,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from registry.training.selection import DatasetMode
 
@@ -28,6 +28,16 @@ class ScheduleIn(BaseModel):
         description="dataset names to train on; default: those the current version was "
         "trained on, else all of the tenant's",
     )
+
+    @field_validator("datasets")
+    @classmethod
+    def _not_traffic(cls, value: DatasetMode) -> DatasetMode:
+        if value == DatasetMode.TRAFFIC:
+            raise ValueError(
+                "traffic is for drift policies: a schedule has no window of traffic to curate; "
+                "use 'latest' or 'all'"
+            )
+        return value
 
 
 class ScheduleOut(BaseModel):

@@ -8,6 +8,8 @@ an error: the schedule or policy records it and moves on.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -28,6 +30,28 @@ class Skipped(Exception):
     """The retrain was not started; the message says why."""
 
 
+@contextmanager
+def retrain_guard(session: Session, *, tenant: Tenant, adapter: Adapter) -> Iterator[None]:
+    """Lock the adapter, refuse while it has a job, and run the body in a savepoint: any
+    refusal inside it (a LoraplexError) rolls back what the body wrote and becomes Skipped."""
+    # Lock the adapter first: a schedule and a drift policy firing at once for one adapter are
+    # serialized here, and the second one sees the first one's job.
+    AdapterRepository(session, tenant.id).lock(adapter)
+    busy = ScheduleRepository(session, tenant.id).unfinished_job(adapter.id)
+    if busy is not None:
+        raise Skipped(f"training job {busy.id} of adapter '{adapter.name}' is still {busy.status}")
+    savepoint = session.begin_nested()
+    try:
+        yield
+    except LoraplexError as exc:
+        savepoint.rollback()
+        raise Skipped(exc.detail) from exc
+    except BaseException:
+        savepoint.rollback()
+        raise
+    savepoint.commit()
+
+
 def start_retrain(
     session: Session,
     *,
@@ -41,16 +65,13 @@ def start_retrain(
     queue: TaskQueue,
     actor: Principal,
 ) -> TrainingJob:
-    # Lock the adapter first: a schedule and a drift policy firing at once for one adapter are
-    # serialized here, and the second one sees the first one's job.
-    AdapterRepository(session, tenant.id).lock(adapter)
-    busy = ScheduleRepository(session, tenant.id).unfinished_job(adapter.id)
-    if busy is not None:
-        raise Skipped(f"training job {busy.id} of adapter '{adapter.name}' is still {busy.status}")
-    savepoint = session.begin_nested()
-    try:
+    """A retrain on uploaded data (`latest` or `all`); traffic retrains start in
+    registry/traffic/retrain.py, inside the same guard."""
+    if mode == DatasetMode.TRAFFIC:
+        raise Skipped("datasets 'traffic' needs the drift policy's window of traffic")
+    with retrain_guard(session, tenant=tenant, adapter=adapter):
         datasets = select_datasets(session, adapter, mode, names)
-        job = training.create(
+        return training.create(
             session,
             actor=actor,
             tenant=tenant,
@@ -60,8 +81,3 @@ def start_retrain(
             trigger=trigger,
             trigger_ref=trigger_ref,
         )
-    except LoraplexError as exc:
-        savepoint.rollback()
-        raise Skipped(exc.detail) from exc
-    savepoint.commit()
-    return job
