@@ -20,6 +20,7 @@ from joserfc.jwk import RSAKey
 
 from tests.conftest import World
 from tests.lora_files import make_adapter, make_base_model
+from tests.registry.traffic.test_feedback import seed_request
 
 CALLERS = ["own", "other", "ops", "auditor", "none", "expired", "foreign_key", "disabled"]
 
@@ -35,6 +36,8 @@ ACCESS: dict[str, dict[str, int | str]] = {
     "platform_read": {"own": "2xx", "other": "2xx", "ops": "2xx", "auditor": "2xx", **_UNAUTH},
     "audit": {"own": 403, "other": 403, "ops": "2xx", "auditor": "2xx", **_UNAUTH},
     "base_model_write": {"own": 403, "other": 403, "ops": "2xx", "auditor": 403, **_UNAUTH},
+    # the owner is let in, then told there is no traffic to curate in this world
+    "tenant_write_no_traffic": {"own": 422, "other": 404, "ops": 422, "auditor": 403, **_UNAUTH},
 }
 
 JSONL = b'{"prompt": "2+2?", "completion": "4"}\n{"prompt": "3+3?", "completion": "6"}\n'
@@ -212,6 +215,45 @@ ENDPOINTS = [
         "tenant_write",
         json=lambda c: {"adapter": "support", "samples": [{"prompt": "2+2?"}]},
     ),
+    Endpoint("PUT", AD + "/traffic-capture", "tenant_write", json=lambda c: {"mode": "full"}),
+    Endpoint("GET", AD + "/traffic-capture", "tenant_read"),
+    Endpoint("DELETE", AD + "/traffic-capture", "tenant_write"),
+    Endpoint("DELETE", "/v1/tenants/{tenant}/traffic", "tenant_write"),
+    Endpoint("GET", "/v1/tenants/{tenant}/traces", "tenant_read"),
+    Endpoint(
+        "POST",
+        "/v1/tenants/{tenant}/feedback",
+        "tenant_write",
+        json=lambda c: {"request_id": c["request_id"], "rating": 1},
+    ),
+    Endpoint("GET", "/v1/tenants/{tenant}/feedback", "tenant_read"),
+    Endpoint(
+        "POST",
+        "/v1/tenants/{tenant}/datasets/from-traffic",
+        "tenant_write_no_traffic",
+        json=lambda c: {"name": "curated", "adapter": "support"},
+    ),
+    Endpoint(
+        "POST",
+        "/v1/teachers",
+        "ops_write",
+        json=lambda c: {"name": _fresh("t"), "base_url": "https://t.example/v1", "model": "m"},
+    ),
+    Endpoint("GET", "/v1/teachers", "platform_read"),
+    Endpoint("GET", "/v1/teachers/{teacher}", "platform_read"),
+    Endpoint("PATCH", "/v1/teachers/{teacher}", "ops_write", json=lambda c: {}),
+    Endpoint("DELETE", "/v1/teachers/{teacher}", "ops_write"),
+    Endpoint(
+        "POST",
+        AD + "/labelling-jobs",
+        "tenant_write",
+        json=lambda c: {"teacher": "tutor", "dataset": "taught"},
+    ),
+    Endpoint("GET", "/v1/tenants/{tenant}/labelling-jobs", "tenant_read"),
+    Endpoint("GET", "/v1/tenants/{tenant}/labelling-jobs/{labelling_job_id}", "tenant_read"),
+    Endpoint(
+        "POST", "/v1/tenants/{tenant}/labelling-jobs/{labelling_job_id}/cancel", "tenant_write"
+    ),
     Endpoint("GET", "/v1/audit/events", "audit"),
     Endpoint("GET", "/v1/audit/verify", "audit"),
     Endpoint("POST", "/v1/audit/anchors", "ops_write"),
@@ -303,6 +345,24 @@ def _build(world: World, base_dir: Path) -> dict[str, str]:
     )
     for resp in calls:
         assert resp.status_code in (200, 201), resp.text
+    teacher = {"base_url": "https://t.example/v1", "model": "m"}
+    more = [  # capture settings (to delete), two teachers, a queued labelling job on `second`
+        world.http.put(
+            "/v1/tenants/acme/adapters/support/traffic-capture", json={"mode": "full"}, headers=h
+        ),
+        world.http.post("/v1/teachers", json={"name": "tutor", **teacher}, headers=ops),
+        world.http.post("/v1/teachers", json={"name": "lender", **teacher}, headers=ops),
+        world.http.post(
+            "/v1/tenants/acme/adapters", headers=h, json={"name": "second", "base_model": "tiny"}
+        ),
+        world.http.post(
+            "/v1/tenants/acme/adapters/second/labelling-jobs",
+            json={"teacher": "lender", "dataset": "d"},
+            headers=h,
+        ),
+    ]
+    for resp in more:
+        assert resp.status_code in (200, 201, 202), resp.text
     suites = {  # acme's eval suite `golden`, the platform's `general`
         "suite_id": ("/v1/tenants/acme/eval-suites", "golden", h),
         "platform_suite_id": ("/v1/platform/eval-suites", "general", ops),
@@ -316,7 +376,10 @@ def _build(world: World, base_dir: Path) -> dict[str, str]:
     pins = {"suites": [{"name": "golden", "version": None}]}
     resp = world.http.put("/v1/tenants/acme/adapters/support/eval-suites", json=pins, headers=h)
     assert resp.status_code == 200, resp.text
+    ids["request_id"] = seed_request(world.stack, "acme")
     return ids | {
+        "labelling_job_id": more[-1].json()["id"],
+        "teacher": "tutor",
         "job_id": calls[-1].json()["id"],
         "tenant": "acme",
         "dataset_id": calls[1].json()["id"],

@@ -103,7 +103,9 @@ def seed_request(
             select(Adapter).where(Adapter.tenant_id == tenant.id, Adapter.name == "support")
         ).one()
         version = s.scalars(
-            select(AdapterVersion).where(AdapterVersion.adapter_id == adapter.id)
+            select(AdapterVersion).where(
+                AdapterVersion.adapter_id == adapter.id, AdapterVersion.version == 1
+            )
         ).one()
         s.add(
             UsageRecord(
