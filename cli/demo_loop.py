@@ -197,24 +197,37 @@ def _loop(registry: str, gateway: str, home: Path, env: dict[str, str]) -> None:
     tick.wait()
     _ask(gateway, tenants["acme"], "acme")
 
-    _step("7. globex's users start writing differently: drift on live traffic starts a retrain")
+    _step("7. globex's users start writing differently; its app corrects the answers")
+    api = tenants["globex"]
+    api.put(
+        "/v1/tenants/globex/adapters/support/traffic-capture",
+        json={"mode": "full", "sample_rate": 1.0},
+    )
     ops.put(
         "/v1/tenants/globex/adapters/support/drift-policy",
-        json={"window": "1h", "min_samples": 40, "cooldown": "1d", "datasets": "all"},
+        json={"window": "1h", "min_samples": 40, "cooldown": "1d", "datasets": "traffic"},
     )
     shifted = sample_rows("support", 300, seed=2, shift=True)
-    tenants["globex"].post(
+    api.post(
         "/v1/tenants/globex/datasets",
         data={"name": "support"},
         files={"file": ("d.jsonl", to_jsonl(shifted))},
     )
     console.print(
-        "globex uploaded new data (support v2); "
-        "48 of the new kind of prompts go through the gateway"
+        "globex turned on full capture (redacted) for support and uploaded new data (support v2);"
+        "\n48 of the new kind of prompts go through the gateway, and globex's app posts the "
+        "right answer for each to POST /v1/feedback"
     )
-    for row in shifted[:48]:
-        user = [m for m in row["messages"] if m["role"] != "assistant"]
-        _chat(gateway, tenants["globex"], "support", user, 1)
+    for i, row in enumerate(shifted[:48]):
+        *user, answer = row["messages"]
+        if i % 16 == 0:  # some users paste their e-mail address: redacted before it is stored
+            user[-1] = {
+                **user[-1],
+                "content": f"{user[-1]['content']} (reach me at pat{i}@example.com)",
+            }
+        resp = _chat(gateway, api, "support", user, 1)
+        fix = {"request_id": resp.headers["x-request-id"], "rating": -1, "correction": answer}
+        _post(gateway, api, "/v1/feedback", fix)
     time.sleep(1.5)  # the gateway writes traffic samples in batches
     drift = subprocess.Popen(
         [*CLI, "drift", "compute", "--tenant", "globex", "--adapter", "support"],
@@ -228,6 +241,15 @@ def _loop(registry: str, gateway: str, home: Path, env: dict[str, str]) -> None:
     )
     policy = ops.get("/v1/tenants/globex/adapters/support/drift-policy")
     console.print(f"loraplex drift compute → {policy['last_outcome']}: {policy['last_message']}")
+    traffic = api.get(f"/v1/tenants/globex/training-jobs/{job_id}")["trigger_ref"]["traffic"]
+    curated = api.get(f"/v1/tenants/globex/datasets/{traffic['dataset_id']}")
+    summary = curated["origin"]
+    console.print(
+        f"curated from traffic: {curated['name']} v{curated['version']}, {curated['rows']} rows "
+        f"({summary['corrected']} corrected, {summary['redacted']} traces redacted: "
+        f"{summary['redactions']}), trained with "
+        + ", ".join(f"{u['name']} v{u['version']}" for u in traffic["uploaded"])
+    )
     follow_job(tenants["globex"], "globex", job_id, poll=0.5)
     drift.wait()
     version = _ask(gateway, tenants["globex"], "globex")
@@ -288,6 +310,16 @@ def _chat(
     if resp.status_code != 200:
         raise SystemExit(f"gateway: {resp.status_code} {resp.text}")
     return resp
+
+
+def _post(gateway: str, api: Api, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    resp = httpx.post(
+        f"{gateway}{path}", json=body, headers=api._headers(), timeout=60, trust_env=False
+    )
+    if resp.status_code not in (200, 201):
+        raise SystemExit(f"gateway: {resp.status_code} {resp.text}")
+    result: dict[str, Any] = resp.json()
+    return result
 
 
 def _ask(gateway: str, api: Api, slug: str) -> str:

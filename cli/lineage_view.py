@@ -77,10 +77,13 @@ def _version(
                 if rel == "wasInformedBy":
                     job.add(f"[yellow]triggered by[/yellow] {nodes[t]['label']}")
         elif n["type"] == "dataset":
-            branch.add(
+            data = branch.add(
                 f"data {n['label']} ({a.get('role')}): {a.get('rows')} rows, "
                 f"sha256 {str(a.get('sha256'))[:16]}"
             )
+            for rel, t in out_edges.get(target, []):
+                if rel == "wasDerivedFrom" and nodes[t]["type"] in ("traffic", "teacher"):
+                    data.add(f"[cyan]curated from[/cyan] {nodes[t]['label']}")
         elif n["type"] == "base_model":
             branch.add(f"base model {n['label']}, digest {str(a.get('digest'))[:16]}")
         elif n["type"] == "agent":
@@ -105,7 +108,7 @@ def _version(
 
 
 _COLUMNS = [
-    ("trigger", "agent"),
+    ("trigger", "agent", "traffic", "teacher"),
     ("job", "dataset", "base_model"),
     ("adapter_version",),
     ("eval", "alias_event", "serving"),
@@ -120,6 +123,8 @@ _COLORS = {
     "alias_event": "#fce7f3",
     "serving": "#ecfccb",
     "agent": "#f1f5f9",
+    "traffic": "#fef3c7",
+    "teacher": "#ede9fe",
 }
 W, H, GAP_X, GAP_Y = 260, 44, 90, 14
 

@@ -158,7 +158,7 @@ def expire(
 ) -> None:
     """Delete traffic past its retention now (what beat runs periodically; database access)."""
     from cli.config import configured_settings
-    from cli.work import _parse_now
+    from cli.work import parse_now
     from registry.db import make_engine, make_sessionmaker, run_unit_of_work
     from registry.storage import open_configured_store
     from registry.traffic.retention import expire_traces
@@ -168,7 +168,7 @@ def expire(
     try:
         store = open_configured_store(settings)
         for session in run_unit_of_work(make_sessionmaker(engine)):
-            out = expire_traces(session, store=store, settings=settings, now=_parse_now(now))
+            out = expire_traces(session, store=store, settings=settings, now=parse_now(now))
     finally:
         engine.dispose()
     typer.echo(json.dumps(dataclasses.asdict(out), indent=2))

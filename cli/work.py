@@ -20,7 +20,7 @@ drift_app = typer.Typer(
 )
 
 
-def _parse_now(now: str | None) -> dt.datetime | None:
+def parse_now(now: str | None) -> dt.datetime | None:
     if now is None:
         return None
     try:
@@ -100,7 +100,7 @@ def schedules_tick(
     from workers.periodic import run_tick
 
     ctx = _context()
-    typer.echo(run_tick(ctx, now=_parse_now(now)).model_dump_json(indent=2))
+    typer.echo(run_tick(ctx, now=parse_now(now)).model_dump_json(indent=2))
     _drain(ctx)
 
 
@@ -115,7 +115,7 @@ def drift_compute(
 
     ctx = _context()
     try:
-        report = compute_drift(ctx, now=_parse_now(now), tenant=tenant, adapter=adapter)
+        report = compute_drift(ctx, now=parse_now(now), tenant=tenant, adapter=adapter)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(json.dumps(report, indent=2))

@@ -17,17 +17,15 @@ import orjson
 import structlog
 from sqlalchemy.orm import Session
 
-from registry.audit.service import audit
 from registry.auth.principal import Principal
-from registry.datasets.ingest import JsonlIngest
 from registry.datasets.repository import DatasetRepository
 from registry.datasets.schemas import NAME_PATTERN
-from registry.datasets.service import open_ingest
+from registry.datasets.service import datasets, open_ingest
 from registry.errors import Unprocessable
 from registry.models import Dataset, Tenant
 from registry.owned import Registered, register
 from registry.settings import Settings
-from registry.storage import ObjectStore, StoredObject
+from registry.storage import ObjectStore
 
 log = structlog.get_logger("loraplex.datasets.derived")
 
@@ -80,7 +78,7 @@ def store_rows(
             name=name,
             ingest=ingest,
             noun="dataset",
-            insert=lambda stored, version: _insert(
+            insert=lambda stored, version: datasets.insert(
                 session,
                 actor=actor,
                 tenant=tenant,
@@ -104,53 +102,3 @@ def store_rows(
         created=done.created,
     )
     return done
-
-
-def _insert(
-    session: Session,
-    *,
-    actor: Principal,
-    tenant: Tenant,
-    name: str,
-    ingest: JsonlIngest,
-    stored: StoredObject,
-    version: int,
-    origin: dict[str, Any],
-) -> Dataset:
-    report = ingest.report
-    dataset = Dataset(
-        tenant_id=tenant.id,
-        name=name,
-        version=version,
-        format=report.format or "",
-        sha256=stored.sha256,
-        bytes=stored.size,
-        rows=report.rows,
-        tool_rows=report.tool_rows,
-        duplicates_dropped=report.duplicates,
-        source_sha256=ingest.source_hash.hexdigest(),
-        source_bytes=ingest.source_bytes,
-        object_key=stored.key,
-        origin=origin,
-        created_by=actor.subject,
-    )
-    DatasetRepository(session, tenant.id).add(dataset)
-    session.flush()
-    audit.record(
-        session,
-        actor=actor,
-        action="dataset.create",
-        target_type="dataset",
-        target_id=str(dataset.id),
-        tenant_id=tenant.id,
-        details={
-            "name": name,
-            "version": dataset.version,
-            "sha256": dataset.sha256,
-            "rows": dataset.rows,
-            "tool_rows": dataset.tool_rows,
-            "duplicates_dropped": dataset.duplicates_dropped,
-            "origin": origin["kind"],
-        },
-    )
-    return dataset

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -55,7 +56,7 @@ class DatasetService:
             content_type=content_type,
             body=body,
             max_upload_bytes=settings.max_upload_bytes,
-            insert=lambda name, stored, version: self._insert(
+            insert=lambda name, stored, version: self.insert(
                 session,
                 actor=actor,
                 tenant=tenant,
@@ -66,7 +67,7 @@ class DatasetService:
             ),
         )
 
-    def _insert(
+    def insert(
         self,
         session: Session,
         *,
@@ -76,7 +77,10 @@ class DatasetService:
         ingest: JsonlIngest,
         stored: StoredObject,
         version: int,
+        origin: dict[str, Any] | None = None,
     ) -> Dataset:
+        """The row of a registered version and its audit event; `origin` for derived data
+        (registry/datasets/derived.py), None for an upload."""
         report = ingest.report
         tenant_id = tenant.id if tenant else None
         dataset = Dataset(
@@ -92,6 +96,7 @@ class DatasetService:
             source_sha256=ingest.source_hash.hexdigest(),
             source_bytes=ingest.source_bytes,
             object_key=stored.key,
+            origin=origin,
             created_by=actor.subject,
         )
         DatasetRepository(session, tenant_id).add(dataset)
@@ -111,6 +116,7 @@ class DatasetService:
                 "tool_rows": dataset.tool_rows,
                 "duplicates_dropped": dataset.duplicates_dropped,
                 "filename": ingest.filename,
+                **({"origin": origin["kind"]} if origin else {}),
             },
         )
         return dataset
