@@ -203,18 +203,25 @@ def _loop(registry: str, gateway: str, home: Path, env: dict[str, str]) -> None:
         "/v1/tenants/globex/adapters/support/traffic-capture",
         json={"mode": "full", "sample_rate": 1.0},
     )
-    ops.put(
-        "/v1/tenants/globex/adapters/support/drift-policy",
-        json={"window": "1h", "min_samples": 40, "cooldown": "1d", "datasets": "traffic"},
-    )
     shifted = sample_rows("support", 300, seed=2, shift=True)
     api.post(
         "/v1/tenants/globex/datasets",
-        data={"name": "support"},
+        data={"name": "support-new"},
         files={"file": ("d.jsonl", to_jsonl(shifted))},
     )
+    ops.put(
+        "/v1/tenants/globex/adapters/support/drift-policy",
+        json={
+            "window": "1h",
+            "min_samples": 40,
+            "cooldown": "1d",
+            "datasets": "traffic",  # the window's corrected answers + these uploads' newest
+            "dataset_names": ["support", "support-new"],
+        },
+    )
     console.print(
-        "globex turned on full capture (redacted) for support and uploaded new data (support v2);"
+        "globex turned on full capture (redacted) for support and uploaded new data "
+        "(support-new v1);"
         "\n48 of the new kind of prompts go through the gateway, and globex's app posts the "
         "right answer for each to POST /v1/feedback"
     )

@@ -170,6 +170,9 @@ class TrafficOut(BaseModel):
     adapter: str
     version: int
     accepted: int
+    redacted: int = Field(
+        default=0, description="samples in which redaction replaced something before storing"
+    )
 
 
 class DriftCreate(BaseModel):

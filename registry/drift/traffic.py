@@ -21,6 +21,8 @@ from registry.drift.repository import DriftRepository
 from registry.drift.schemas import MAX_SAMPLE_BYTES, TrafficIn, TrafficOut
 from registry.errors import Conflict, Unprocessable, require
 from registry.models import Tenant, TrafficSample
+from registry.traffic.capture import redactor_of
+from registry.traffic.repository import TrafficRepository
 
 _ROLES = frozenset({"system", "user", "assistant"})
 _SHOWN_PROBLEMS = 10
@@ -80,14 +82,19 @@ def ingest(session: Session, *, actor: Principal, tenant: Tenant, data: TrafficI
             problems=problems[:_SHOWN_PROBLEMS],
         )
     repo = DriftRepository(session, tenant.id)
+    redactor = redactor_of(TrafficRepository(session, tenant.id).capture(adapter.id))
+    redacted = 0
     for sample in data.samples:
+        record, counts = redactor.redact(sample)  # before anything is stored, as the gateway does
+        redacted += bool(counts)
         repo.add(
             TrafficSample(
                 tenant_id=tenant.id,
                 adapter_id=adapter.id,
                 version_id=version.id,
                 source="api",
-                record=sample,
+                record=record,
+                redactions=counts,
             )
         )
     session.flush()
@@ -98,6 +105,13 @@ def ingest(session: Session, *, actor: Principal, tenant: Tenant, data: TrafficI
         target_type="adapter",
         target_id=str(adapter.id),
         tenant_id=tenant.id,
-        details={"adapter": adapter.name, "version": version.version, "samples": len(data.samples)},
+        details={
+            "adapter": adapter.name,
+            "version": version.version,
+            "samples": len(data.samples),
+            "redacted": redacted,
+        },
     )
-    return TrafficOut(adapter=adapter.name, version=version.version, accepted=len(data.samples))
+    return TrafficOut(
+        adapter=adapter.name, version=version.version, accepted=len(data.samples), redacted=redacted
+    )

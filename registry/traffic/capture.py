@@ -19,9 +19,18 @@ from registry.models import Adapter, Tenant, TrafficCapture
 from registry.models.enums import CaptureMode
 from registry.settings import Settings
 from registry.traffic.capture_schemas import CaptureIn, CaptureOut
+from registry.traffic.redaction import Redactor
 from registry.traffic.repository import TrafficRepository
 
 log = structlog.get_logger(__name__)
+
+
+def redactor_of(capture: TrafficCapture | None) -> Redactor:
+    """What the registry redacts for an adapter before storing its traffic (prompts posted by
+    a tenant's own stack, feedback): its capture settings, or redaction on by default."""
+    if capture is None:
+        return Redactor.build([])
+    return Redactor.build(capture.redact_patterns or [], enabled=capture.redact)
 
 
 class CaptureService:

@@ -30,8 +30,8 @@ from registry.models import (
     UsageRecord,
 )
 from registry.models.enums import CaptureMode
+from registry.traffic.capture import redactor_of
 from registry.traffic.feedback_schemas import FeedbackIn, FeedbackOut
-from registry.traffic.redaction import Redactor
 
 log = structlog.get_logger(__name__)
 _UPDATED = ("adapter_id", "version_id", "rating", "correction", "comment", "redactions")
@@ -153,10 +153,7 @@ class FeedbackService:
         if data.correction is not None:
             _fits_request(data.correction, usage, sample)
         capture = repo.capture(usage.adapter_id)
-        redactor = Redactor.build(
-            capture.redact_patterns if capture else [],
-            enabled=capture.redact if capture else True,
-        )
+        redactor = redactor_of(capture)
         (correction, comment), redactions = redactor.redact([data.correction, data.comment])
         now = utcnow()
         row = repo.upsert(

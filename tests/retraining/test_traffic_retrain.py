@@ -20,7 +20,10 @@ from registry.tenants.repository import TenantRepository
 from registry.traffic.retrain import NO_TRAFFIC, train_after_labelling
 from tests.registry.traffic.seed import SeededTrace, seed_traces
 from tests.retraining.conftest import Retraining, orders
+from tests.workers.teacher_server import Reply, Seen, teacher_server
+from tests.workers.teacher_server import chat as answer
 from workers.drift import compute_drift
+from workers.labelling import run_labelling
 
 WRONG = json.dumps({"item": "apples", "name": "Alice", "qty": 1}, sort_keys=True)
 
@@ -180,12 +183,12 @@ def test_a_busy_adapter_skips_and_keeps_no_curated_dataset(retraining: Retrainin
     assert "orders-traffic" not in {d["name"] for d in _datasets(r, "busy")}
 
 
-def _teacher(r: Retraining, name: str) -> None:
+def _teacher(r: Retraining, name: str, base_url: str = "http://127.0.0.1:9/v1") -> None:
     for session in run_unit_of_work(r.ctx.sessions):
         session.add(
             Teacher(
                 name=name,
-                base_url="http://127.0.0.1:9/v1",
+                base_url=base_url,
                 model="big",
                 secret_name=None,
                 requests_per_minute=60,
@@ -245,3 +248,40 @@ def test_with_a_teacher_labelling_comes_first_then_training_follows(retraining: 
     assert trained["trigger"] == "drift"
     assert trained["dataset_ids"] == [curated_id, labelled_id, newer["id"]]
     assert trained["trigger_ref"]["traffic"]["labelled"]["kept"] == 30
+
+
+def test_the_teacher_path_end_to_end_drift_labelling_worker_then_training(
+    retraining: Retraining,
+) -> None:
+    """The drift pass queues the labelling job; the real labelling worker asks a teacher over
+    HTTP; its answers become a dataset and the worker starts the training job itself."""
+    r = retraining
+    shifted = orders(60, seed=11, shift=True)
+    right = {row["messages"][-2]["content"]: row["messages"][-1]["content"] for row in shifted}
+
+    def knows(seen: Seen) -> Reply:
+        return answer(right[seen.body["messages"][-1]["content"]])
+
+    with teacher_server(knows) as teacher:
+        _teacher(r, "oracle", base_url=teacher.url)
+        newer = _setup(r, "scholar", teacher="oracle")
+        _traffic(r, "scholar", "orders", shifted, ["fix"] * 10 + ["none"] * 50)
+        [entry] = compute_drift(r.ctx, tenant="scholar", adapter="orders")
+        assert entry["decision"]["outcome"] == "triggered", entry
+        for session in run_unit_of_work(r.ctx.sessions):
+            scholar = TenantRepository(session).get_by_slug("scholar")
+            assert scholar is not None
+            stmt = select(LabellingJob.id).where(LabellingJob.tenant_id == scholar.id)
+            job_id = str(session.execute(stmt).scalar_one())
+        run_labelling(r.ctx, job_id, host="w1")
+    asked = [s.body["messages"][-1]["content"] for s in teacher.seen]
+    assert len(asked) == 50 and set(asked) <= set(right)  # the 10 corrected were not sent
+    [trained] = r.jobs("scholar", "orders")
+    assert trained["trigger"] == "drift"
+    labelled = trained["trigger_ref"]["traffic"]["labelled"]
+    assert labelled["kept"] == 50, labelled
+    curated, taught, uploaded = trained["dataset_ids"]
+    assert uploaded == newer["id"]
+    rows = _content(r, "scholar", taught)
+    assert {row["messages"][-1]["content"] for row in rows} <= set(right.values())
+    assert len(_content(r, "scholar", curated)) == 10

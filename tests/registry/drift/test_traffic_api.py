@@ -71,7 +71,7 @@ def test_samples_default_to_the_production_version(tw: TrafficWorld) -> None:
     samples = [{"prompt": "where is my order?"}, CHAT]
     resp = tw.post(samples)
     assert resp.status_code == 201, resp.text
-    assert resp.json() == {"adapter": "support", "version": 1, "accepted": 2}
+    assert resp.json() == {"adapter": "support", "version": 1, "accepted": 2, "redacted": 0}
     rows = tw.stored()
     assert [r.record for r in rows] == samples
     assert {r.source for r in rows} == {"api"}
@@ -80,7 +80,9 @@ def test_samples_default_to_the_production_version(tw: TrafficWorld) -> None:
     events = tw.http.get(
         "/v1/audit/events", params={"action": "traffic.ingest"}, headers=tw.world.ops.headers
     ).json()["items"]
-    assert [e["details"] for e in events] == [{"adapter": "support", "version": 1, "samples": 2}]
+    assert [e["details"] for e in events] == [
+        {"adapter": "support", "version": 1, "samples": 2, "redacted": 0}
+    ]
 
 
 def test_an_explicit_version(tw: TrafficWorld) -> None:
@@ -317,3 +319,22 @@ def test_policy_replace_delete_and_audit(tw: TrafficWorld) -> None:
         assert event["actor"] == tw.world.ops.client_id
         assert event["tenant_id"] == tw.acme.tenant_id
         assert uuid.UUID(event["target_id"])
+
+
+def test_posted_prompts_are_redacted_before_they_are_stored(tw: TrafficWorld) -> None:
+    """Prompts from a tenant's own stack get the gateway's redaction: built-ins by default, the
+    adapter's own patterns when it has capture settings."""
+    resp = tw.http.put(
+        "/v1/tenants/acme/adapters/support/traffic-capture",
+        json={"redact_patterns": [{"name": "TICKET", "pattern": "TCK-[0-9]{4}"}]},
+        headers=tw.acme.headers,
+    )
+    assert resp.status_code == 200, resp.text
+    samples = [{"prompt": "mail pat@example.com about TCK-1234"}, CHAT]
+    resp = tw.post(samples)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["redacted"] == 1
+    rows = tw.stored()[-2:]
+    assert rows[0].record == {"prompt": "mail [REDACTED:EMAIL] about [REDACTED:TICKET]"}
+    assert rows[1].record == CHAT
+    assert [r.redactions for r in rows] == [{"email": 1, "TICKET": 1}, {}]
