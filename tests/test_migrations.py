@@ -222,3 +222,53 @@ def test_sqlite_upgrade_keeps_referenced_rows(tmp_path: Path) -> None:
     engine.dispose()
     downgrade(url, "0005")
     assert _checks_in_database(url) == {}
+
+
+def test_0010_gives_existing_whole_role_clients_the_new_scopes(tmp_path: Path) -> None:
+    """Clients created before the traffic and teacher scopes existed, with their role's whole
+    scope set, get the new ones; a client narrowed at creation keeps exactly what it had."""
+    from registry.auth import scopes as sc
+
+    old_tenant = sc.ROLE_SCOPES[sc.Role.TENANT] - {
+        sc.TRAFFIC_READ,
+        sc.TRAFFIC_WRITE,
+        sc.TEACHERS_READ,
+    }
+    old_ops = sc.ROLE_SCOPES[sc.Role.OPS] - {
+        sc.TRAFFIC_READ,
+        sc.TRAFFIC_WRITE,
+        sc.TEACHERS_READ,
+        sc.TEACHERS_WRITE,
+    }
+    clients = {
+        "whole-tenant": ("tenant", sc.render(old_tenant)),
+        "narrow-tenant": ("tenant", "inference"),
+        "whole-ops": ("ops", sc.render(old_ops)),
+    }
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    upgrade(url, "0009")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for name, (role, scopes) in clients.items():
+            conn.execute(
+                text(
+                    "INSERT INTO oauth_clients (id, client_id, secret_hash, role, scopes, name,"
+                    " created_by, created_at) VALUES (:id, :cid, 'x', :role, :scopes, :name,"
+                    " 'test', '2026-01-01 00:00:00')"
+                ).bindparams(bindparam("id", type_=Uuid())),
+                {"id": uuid.uuid4(), "cid": name, "role": role, "scopes": scopes, "name": name},
+            )
+    upgrade(url)
+
+    def scopes() -> dict[str, str]:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT client_id, scopes FROM oauth_clients")).all()
+        return {cid: s for cid, s in rows}
+
+    after = scopes()
+    assert after["whole-tenant"] == sc.render(sc.ROLE_SCOPES[sc.Role.TENANT])
+    assert after["whole-ops"] == sc.render(sc.ROLE_SCOPES[sc.Role.OPS])
+    assert after["narrow-tenant"] == "inference"
+    downgrade(url, "0009")
+    assert scopes() == {name: s for name, (_, s) in clients.items()}
+    engine.dispose()

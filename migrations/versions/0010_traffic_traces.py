@@ -20,6 +20,23 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 CAPTURE = ("prompts", "full")
+# Clients created with their role's whole scope set before this revision get the new scopes of
+# their role (a client narrowed at creation keeps exactly what it was given).
+_OLD_TENANT = {
+    "tenants:read", "base_models:read", "datasets:read", "datasets:write", "adapters:read",
+    "adapters:write", "training:write", "inference", "promotion:override",
+}  # fmt: skip
+_OLD_READ = {
+    "tenants:read", "datasets:read", "adapters:read", "audit:read", "base_models:read",
+}  # fmt: skip
+_OLD_OPS = (_OLD_TENANT | _OLD_READ | {
+    "tenants:write", "retraining:write", "audit:write", "base_models:write",
+}) - {"inference"}  # fmt: skip
+NEW_SCOPES = {
+    "tenant": (_OLD_TENANT, {"traffic:read", "traffic:write", "teachers:read"}),
+    "ops": (_OLD_OPS, {"traffic:read", "traffic:write", "teachers:read", "teachers:write"}),
+    "auditor": (_OLD_READ, {"traffic:read", "teachers:read"}),
+}
 JOB_STATUS = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
@@ -182,9 +199,27 @@ def upgrade() -> None:
             op.f("fk_drift_policies_teacher_id_teachers"), "teachers", ["teacher_id"], ["id"]
         )
     _dataset_modes(("latest", "all", "traffic"))
+    _grant_new_scopes(upgrade=True)
+
+
+def _grant_new_scopes(*, upgrade: bool) -> None:
+    conn = op.get_bind()
+    for client_id, role, scopes in conn.execute(
+        sa.text("SELECT id, role, scopes FROM oauth_clients")
+    ).all():
+        old, new = NEW_SCOPES.get(role, (None, set()))
+        have = set(scopes.split())
+        if old is None or not (old <= have if upgrade else new <= have):
+            continue
+        changed = have | new if upgrade else have - new
+        conn.execute(
+            sa.text("UPDATE oauth_clients SET scopes = :scopes WHERE id = :id"),
+            {"scopes": " ".join(sorted(changed)), "id": client_id},
+        )
 
 
 def downgrade() -> None:
+    _grant_new_scopes(upgrade=False)
     op.execute("UPDATE drift_policies SET datasets = 'latest' WHERE datasets = 'traffic'")
     op.execute("UPDATE training_schedules SET datasets = 'latest' WHERE datasets = 'traffic'")
     _dataset_modes(("latest", "all"))
