@@ -50,7 +50,7 @@ def test_concurrent_platform_uploads_get_one_to_n(pg_app: FastAPI, tmp_path: Pat
                 name="mix",
                 ingest=ingest,
                 noun="dataset",
-                insert=lambda stored, version: datasets._insert(
+                insert=lambda stored, version: datasets.insert(
                     session,
                     actor=Principal.local_operator(),
                     tenant=None,
