@@ -13,6 +13,7 @@ from registry.models.base_model import BaseModel
 from registry.models.dataset import Dataset
 from registry.models.eval_suite import AdapterEvalSuite, EvalSuite
 from registry.models.evaluation import DriftMetric, Eval
+from registry.models.finetuning import FineTuningJob, TenantFile, TrainingCheckpoint
 from registry.models.labelling import LabellingJob, Teacher
 from registry.models.oauth_client import OAuthClient
 from registry.models.retraining import DriftPolicy, TrainingSchedule
@@ -38,11 +39,14 @@ __all__ = [
     "Eval",
     "EvalSuite",
     "Feedback",
+    "FineTuningJob",
     "LabellingJob",
     "OAuthClient",
     "Teacher",
     "Tenant",
+    "TenantFile",
     "TrafficCapture",
+    "TrainingCheckpoint",
     "TrainingJob",
     "TrainingSchedule",
     "TrafficSample",

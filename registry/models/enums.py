@@ -38,6 +38,7 @@ class JobStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PAUSED = "paused"  # training jobs only: state saved in the object store, resumable
 
 
 class DatasetRole(enum.StrEnum):

@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
@@ -44,6 +44,12 @@ class TrainingJob(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    pause_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # object key of the saved training state of a paused job (adapter, optimizer, data order
+    # and position, RNG); the next attempt continues from it
+    resume_key: Mapped[str | None] = mapped_column(String(500))
+    # adapters kept at evaluations that improved on the held-out set (0: none)
+    keep_checkpoints: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     worker: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[dt.datetime | None]
     error: Mapped[str] = mapped_column(String(4000), default="")
