@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.db import make_engine, make_sessionmaker
-from registry.models import AdapterVersion, BaseModel
+from registry.models import AdapterVersion, BaseModel, TrainingCheckpoint
 from registry.settings import Settings
 from registry.storage import ObjectStore
 from serving.cache import AdapterCache, CacheMetrics, CacheTooSmall, DigestMismatch, FileSpec
@@ -58,21 +58,42 @@ class ServableVersion:
     files: list[FileSpec]
 
 
+def _files(manifest: dict[str, Any]) -> list[FileSpec]:
+    return [
+        FileSpec(name=name, sha256=meta["sha256"], size=int(meta["size"]))
+        for name, meta in sorted(manifest["files"].items())
+    ]
+
+
+def _checkpoint(
+    session: Session, checkpoint_id: uuid.UUID, base_model_id: uuid.UUID
+) -> ServableVersion | None:
+    """A training checkpoint is served like a version: its own manifest, files and name."""
+    c = session.scalar(select(TrainingCheckpoint).where(TrainingCheckpoint.id == checkpoint_id))
+    if c is None:
+        return None
+    if c.base_model_id != base_model_id:
+        raise AdapterRefused(f"checkpoint {checkpoint_id} is for another base model")
+    if not c.manifest or not c.artifact_prefix:
+        raise AdapterRefused(f"checkpoint {checkpoint_id} has no stored files")
+    return ServableVersion(version_id=c.id, prefix=c.artifact_prefix, files=_files(c.manifest))
+
+
 def find_servable(
     session: Session, version_id: uuid.UUID, base_model_id: uuid.UUID
 ) -> ServableVersion:
+    """The files to serve for an engine name's id: a ready version's, or a checkpoint's."""
     v = session.scalar(select(AdapterVersion).where(AdapterVersion.id == version_id))
     if v is None:
+        checkpoint = _checkpoint(session, version_id, base_model_id)
+        if checkpoint is not None:
+            return checkpoint
         raise AdapterRefused(f"no adapter version {version_id}")
     if v.status != "ready" or not v.manifest or not v.artifact_prefix:
         raise AdapterRefused(f"adapter version {version_id} is {v.status}, not ready")
     if v.base_model_id != base_model_id:
         raise AdapterRefused(f"adapter version {version_id} is for another base model")
-    files = [
-        FileSpec(name=name, sha256=meta["sha256"], size=int(meta["size"]))
-        for name, meta in sorted(v.manifest["files"].items())
-    ]
-    return ServableVersion(version_id=v.id, prefix=v.artifact_prefix, files=files)
+    return ServableVersion(version_id=v.id, prefix=v.artifact_prefix, files=_files(v.manifest))
 
 
 class RegistryResolver:

@@ -1,5 +1,5 @@
 """A running job's pulse: a thread that writes progress about once a second and renews the
-lease, and tells the training loop when the job was cancelled or taken away."""
+lease, and tells the training loop when the job was cancelled, paused or taken away."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class Heartbeat:
         self.lease = ctx.settings.job_lease_seconds
         self.renew_every = max(0.5, self.lease / 4)
         self.cancelled = self.lost = False
+        self.pause_wanted = False  # someone asked to pause: store the state and stop
         self._progress: dict[str, Any] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
@@ -31,8 +32,13 @@ class Heartbeat:
         return self
 
     def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """No more beats (before the job leaves `running`, so none reads it as lost)."""
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
 
     def update(self, progress: dict[str, Any]) -> None:
         self._progress = progress
@@ -52,6 +58,7 @@ class Heartbeat:
                 progress=progress,
             )
         self.cancelled = self.cancelled or state == "cancel"
+        self.pause_wanted = self.pause_wanted or state == "pause"
         if state == "lost" and not self.lost:
             self.lost = True
             log.warning("job.lease_lost", job_id=str(self.job_id), worker=self.worker)

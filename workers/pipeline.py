@@ -1,6 +1,7 @@
 """The stages of one training run, in order: prepare (data, base model, examples), fit (the
-LoRA loop with progress and cancel), publish (checked artifact, manifest last), evaluate
-(candidate, base model, production), finish (evals, ready, promotion gate).
+LoRA loop with progress, metrics, checkpoints, cancel and pause/resume), publish (checked
+artifact, manifest last), evaluate (candidate, base model, production), finish (evals, ready,
+result file, promotion gate).
 
 Heavy ML imports happen inside the functions: importing this module stays cheap.
 """
@@ -14,19 +15,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from registry.base_models.local_copy import base_model_path
 from registry.errors import require
+from registry.finetuning.results import write_result_file
 from registry.models import AdapterVersionDataset
 from registry.models.enums import DatasetRole
 from registry.training.lifecycle import lifecycle
 from registry.training.repository import PlatformJobRepository
 from registry.training.service import add_event
+from workers.checkpoints import load_state, record_metrics, save_checkpoint, store_pause
 from workers.context import WorkerContext
 from workers.gate import record_and_decide
 from workers.heartbeat import Heartbeat
 from workers.inputs import JobInputError, JobInputs, read_rows, rows_digest
 from workers.publish import check_adapter, library_versions, publish
 from workers.scoring import Scored, score_all
+
+log = structlog.get_logger(__name__)
 
 
 class Cancelled(Exception):
@@ -35,6 +42,10 @@ class Cancelled(Exception):
 
 class LeaseLost(Exception):
     pass
+
+
+class Paused(Exception):
+    """The run stopped at a step and its state is stored: the job waits for a resume."""
 
 
 @dataclass
@@ -145,7 +156,8 @@ def _progress(p: Any) -> dict[str, Any]:
 
 
 def fit(run: Run) -> None:
-    from workers.training.loop import LoopConfig, Progress, train
+    from workers.checkpoints import metrics_due
+    from workers.training.loop import PAUSE, LoopConfig, Progress, StepAnswer, train
     from workers.training.lora import attach_lora
 
     cfg = run.cfg
@@ -167,13 +179,23 @@ def fit(run: Run) -> None:
         max_steps=cfg.get("max_steps"),
     )
 
-    def on_step(p: Progress) -> bool:
+    resume = load_state(run.ctx, run.inputs)
+    keep = run.inputs.job.keep_checkpoints
+
+    def on_step(p: Progress) -> StepAnswer:
         run.metrics["progress"] = _progress(p)
         run.heart.update(run.metrics["progress"])
-        return run.heart.keep_going
+        if metrics_due(p):
+            record_metrics(run.ctx, run.inputs, p)
+        if not run.heart.keep_going:
+            return False
+        return PAUSE if run.heart.pause_wanted else True
 
     def on_eval(p: Progress) -> None:
         run.event("eval", f"step {p.step}: eval loss {p.eval_loss:.4f}", **_progress(p))
+        record_metrics(run.ctx, run.inputs, p)
+        if p.improved and keep > 0:
+            save_checkpoint(run.ctx, run.inputs, run.model, p, cfg)
 
     result = train(
         run.model,
@@ -183,11 +205,18 @@ def fit(run: Run) -> None:
         pad_id=run.pad_id,
         on_step=on_step,
         on_eval=on_eval,
+        resume=resume,
     )
     if run.heart.lost:
         raise LeaseLost()
     if result.cancelled:
         raise Cancelled()
+    if result.state is not None:
+        run.heart.stop()
+        outcome = store_pause(
+            run.ctx, run.inputs, result.state, total=result.total_steps, worker=run.heart.worker
+        )
+        raise {"paused": Paused, "cancelled": Cancelled, "lost": LeaseLost}[outcome]()
     run.metrics["training"] = {
         "steps": result.steps,
         "best_step": result.best_step,
@@ -309,6 +338,7 @@ def evaluate(run: Run) -> Scored:
 
 def finish(run: Run, scores: Scored) -> None:
     inputs = run.inputs
+    resumed_from = inputs.job.resume_key
     with run.ctx.session() as session:
         job = require(PlatformJobRepository(session).find(inputs.job.id), "job")
         if job.status != "running" or job.worker != run.heart.worker:
@@ -326,6 +356,7 @@ def finish(run: Run, scores: Scored) -> None:
                 "generated_rows": run.metrics["generated"],  # rows behind each metric, by kind
             },
         )
+        write_result_file(session, run.ctx.store, job)
         lifecycle.succeed(
             session,
             job=job,
@@ -340,3 +371,8 @@ def finish(run: Run, scores: Scored) -> None:
                 "adapter_sha256": run.manifest["files"]["adapter_model.safetensors"]["sha256"],
             },
         )
+    if resumed_from:  # the paused state is of no further use; garbage if this fails
+        try:
+            run.ctx.store.delete(resumed_from)
+        except Exception:
+            log.warning("job.state_not_deleted", key=resumed_from, exc_info=True)

@@ -51,17 +51,21 @@ def _put_file(store: ObjectStore, path: Path, key: str) -> StoredObject:
 
 
 def publish(
-    store: ObjectStore, folder: Path, inputs: JobInputs, extra: dict[str, Any]
+    store: ObjectStore,
+    folder: Path,
+    inputs: JobInputs,
+    extra: dict[str, Any],
+    *,
+    prefix: str | None = None,
 ) -> tuple[dict[str, Any], str, int]:
-    """Write the files, then the manifest. Returns (manifest, manifest sha256, bytes)."""
+    """Write the files, then the manifest, under `prefix` (the version's by default; a
+    checkpoint's lies below it). Returns (manifest, manifest sha256, bytes)."""
+    prefix = prefix or inputs.prefix
     stored = [
-        _put_file(store, folder / name, f"{inputs.prefix}/{name}")
-        for name in (CONFIG_FILE, WEIGHTS_FILE)
+        _put_file(store, folder / name, f"{prefix}/{name}") for name in (CONFIG_FILE, WEIGHTS_FILE)
     ]
-    manifest = build_manifest(
-        inputs.adapter, inputs.version, inputs.base.name, stored, inputs.prefix
-    )
+    manifest = build_manifest(inputs.adapter, inputs.version, inputs.base.name, stored, prefix)
     manifest.update(extra)
     body = json.dumps(manifest, sort_keys=True, indent=1).encode()
-    store.put_bytes(f"{inputs.prefix}/{MANIFEST_FILE}", body)  # last: the artifact is complete
+    store.put_bytes(f"{prefix}/{MANIFEST_FILE}", body)  # last: the artifact is complete
     return manifest, hashlib.sha256(body).hexdigest(), sum(s.size for s in stored)

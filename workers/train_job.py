@@ -28,7 +28,7 @@ from workers.cache import delete_prefix
 from workers.context import WorkerContext
 from workers.heartbeat import Heartbeat
 from workers.inputs import JobInputError, JobInputs, load_inputs
-from workers.pipeline import Cancelled, LeaseLost, run_pipeline
+from workers.pipeline import Cancelled, LeaseLost, Paused, run_pipeline
 from workers.reaper import retry_delay
 
 log = structlog.get_logger(__name__)
@@ -70,6 +70,8 @@ def run_training(ctx: WorkerContext, job_id: str, *, host: str) -> None:
                 run_pipeline(ctx, inputs, heart)
     except LeaseLost:
         log.warning("job.abandoned", job_id=job_id, reason="lease lost to another worker")
+    except Paused:  # state stored, job paused: a resume queues it again
+        log.info("job.paused", job_id=job_id)
     except Cancelled:
         with ctx.session() as session:
             job = require(PlatformJobRepository(session).find(jid), f"job {jid}")

@@ -58,9 +58,40 @@ def get_job(ctx: JobsRead, job_id: uuid.UUID, session: SessionDep) -> TrainingJo
 
 
 @router.post(TENANT_JOBS + "/{job_id}/cancel", response_model=TrainingJobOut)
-def cancel_job(ctx: JobsWrite, job_id: uuid.UUID, session: SessionDep) -> TrainingJobOut:
-    """A queued job is cancelled at once; a running one stops at its next training step."""
-    job = training.cancel(session, actor=ctx.principal, tenant=ctx.tenant, job_id=job_id)
+def cancel_job(
+    ctx: JobsWrite, job_id: uuid.UUID, session: SessionDep, request: Request
+) -> TrainingJobOut:
+    """A queued or paused job is cancelled at once; a running one stops at its next step."""
+    job = training.cancel(
+        session,
+        actor=ctx.principal,
+        tenant=ctx.tenant,
+        job_id=job_id,
+        store=getattr(request.app.state, "store", None),
+    )
+    return training.to_out(session, [job], with_events=True)[0]
+
+
+@router.post(TENANT_JOBS + "/{job_id}/pause", response_model=TrainingJobOut)
+def pause_job(ctx: JobsWrite, job_id: uuid.UUID, session: SessionDep) -> TrainingJobOut:
+    """A queued job is paused at once; a running one stores its full state after its current
+    step and pauses (`pause_requested` until then). 409 once finished."""
+    job = training.pause(session, actor=ctx.principal, tenant=ctx.tenant, job_id=job_id)
+    return training.to_out(session, [job], with_events=True)[0]
+
+
+@router.post(TENANT_JOBS + "/{job_id}/resume", response_model=TrainingJobOut)
+def resume_job(
+    ctx: JobsWrite, job_id: uuid.UUID, session: SessionDep, request: Request
+) -> TrainingJobOut:
+    """A paused job is queued again and continues from its saved state; 409 unless paused."""
+    job = training.resume(
+        session,
+        actor=ctx.principal,
+        tenant=ctx.tenant,
+        job_id=job_id,
+        queue=request.app.state.tasks,
+    )
     return training.to_out(session, [job], with_events=True)[0]
 
 

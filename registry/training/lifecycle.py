@@ -11,18 +11,19 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from registry.adapters.repository import AdapterRepository, VersionRepository
 from registry.adapters.versions import artifact_prefix as version_prefix
 from registry.db import utcnow
 from registry.errors import Inconsistent, require
-from registry.models import Adapter, AdapterVersion, TrainingJob
+from registry.models import Adapter, AdapterVersion, TrainingCheckpoint, TrainingJob
 from registry.models.enums import JobKind, JobStatus, VersionStatus
 from registry.training.repository import PlatformJobRepository, TrainingJobRepository
 from registry.training.service import add_event
 
-Heartbeat = Literal["ok", "cancel", "lost"]
+Heartbeat = Literal["ok", "cancel", "pause", "lost"]
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,87 @@ class JobLifecycle:
         if progress is not None:
             job.progress = progress
         session.flush()
-        return "cancel" if job.cancel_requested else "ok"
+        if job.cancel_requested:
+            return "cancel"
+        return "pause" if job.pause_requested else "ok"
+
+    def pause(
+        self, session: Session, *, job: TrainingJob, resume_key: str, step: int, total_steps: int
+    ) -> None:
+        """The worker stopped at `step` and stored the run's state at `resume_key`: the job
+        waits, with no worker and no lease (the reaper leaves it alone), for a resume."""
+        job.status, job.resume_key, job.pause_requested = JobStatus.PAUSED, resume_key, False
+        job.worker, job.lease_expires_at = None, None
+        self.version(session, job).status = VersionStatus.QUEUED
+        add_event(
+            session,
+            job,
+            "paused",
+            f"paused at step {step} of {total_steps}",
+            step=step,
+            total_steps=total_steps,
+        )
+        session.flush()
+
+    def record_checkpoint(
+        self,
+        session: Session,
+        *,
+        job: TrainingJob,
+        step: int,
+        metrics: dict[str, Any],
+        prefix: str,
+        manifest: dict[str, Any],
+        manifest_digest: str,
+        size_bytes: int,
+    ) -> tuple[TrainingCheckpoint, list[str]]:
+        """Record the adapter stored under `prefix` at `step`, and forget the oldest beyond the
+        job's `keep_checkpoints`. Returns the new row and the prefixes whose objects the caller
+        deletes once this commits."""
+        version = self.version(session, job)
+        checkpoint = TrainingCheckpoint(
+            tenant_id=job.tenant_id,
+            job_id=job.id,
+            adapter_id=job.adapter_id,
+            version_id=job.version_id,
+            base_model_id=version.base_model_id,
+            step=step,
+            metrics=metrics,
+            artifact_prefix=prefix,
+            manifest=manifest,
+            manifest_digest=manifest_digest,
+            size_bytes=size_bytes,
+        )
+        session.add(checkpoint)
+        session.flush()
+        rows = session.scalars(
+            select(TrainingCheckpoint)
+            .where(TrainingCheckpoint.job_id == job.id)
+            .order_by(TrainingCheckpoint.step.desc())
+        ).all()
+        old = list(rows[max(1, job.keep_checkpoints) :])
+        for row in old:
+            session.delete(row)
+        add_event(session, job, "checkpoint", f"Checkpoint created at step {step}", step=step)
+        session.flush()
+        return checkpoint, [row.artifact_prefix for row in old]
+
+    def drop_checkpoints(
+        self, session: Session, *, job: TrainingJob, after_step: int = 0
+    ) -> list[str]:
+        """Forget the job's checkpoints past `after_step` (all by default): a new attempt makes
+        them again, a failed or cancelled job keeps none. Returns their prefixes."""
+        stmt = select(TrainingCheckpoint).where(
+            TrainingCheckpoint.job_id == job.id, TrainingCheckpoint.step > after_step
+        )
+        prefixes = [row.artifact_prefix for row in session.scalars(stmt)]
+        session.execute(
+            delete(TrainingCheckpoint).where(
+                TrainingCheckpoint.job_id == job.id, TrainingCheckpoint.step > after_step
+            )
+        )
+        session.flush()
+        return prefixes
 
     def record_artifact(
         self,
@@ -138,6 +219,7 @@ class JobLifecycle:
 
     def succeed(self, session: Session, *, job: TrainingJob, result: dict[str, Any]) -> None:
         job.status, job.result = JobStatus.SUCCEEDED, result
+        job.pause_requested, job.resume_key = False, None  # too late to pause: it is done
         job.finished_at, job.lease_expires_at = utcnow(), None
         number = self.version(session, job).version
         done = "scored" if job.kind == JobKind.EVALUATE else "ready"
@@ -146,7 +228,9 @@ class JobLifecycle:
 
     def finish_cancelled(self, session: Session, *, job: TrainingJob, by: str = "") -> None:
         job.status, job.finished_at, job.lease_expires_at = JobStatus.CANCELLED, utcnow(), None
+        job.pause_requested, job.resume_key = False, None
         if job.kind == JobKind.TRAIN:
+            self.drop_checkpoints(session, job=job)  # their objects go with the artifact
             version = self.version(session, job)
             version.status, version.status_message = VersionStatus.CANCELLED, "job cancelled"
             version.artifact_prefix = version.manifest = version.manifest_digest = None
@@ -172,7 +256,9 @@ class JobLifecycle:
             session.flush()
             return True
         job.status, job.finished_at = JobStatus.FAILED, utcnow()
+        job.pause_requested, job.resume_key = False, None
         if training:
+            self.drop_checkpoints(session, job=job)  # their objects go with the artifact
             version.status, version.status_message = VersionStatus.FAILED, error[:2000]
             version.artifact_prefix = version.manifest = version.manifest_digest = None
         add_event(session, job, "failed", error[:2000])

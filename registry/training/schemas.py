@@ -54,6 +54,9 @@ class TrainingJobOut(BaseModel):
     attempts: int
     max_attempts: int
     cancel_requested: bool
+    pause_requested: bool = Field(
+        default=False, description="a running job stops and pauses after its current step"
+    )
     error: str
     created_by: str
     created_at: dt.datetime

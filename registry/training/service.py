@@ -1,5 +1,5 @@
 """Training jobs as the API sees them: create (row + queued version, task sent after commit),
-read with progress and events, cancel."""
+read with progress and events, cancel, pause and resume."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
@@ -18,13 +19,17 @@ from registry.audit.service import audit
 from registry.auth.principal import Principal
 from registry.base_models.repository import BaseModelRepository
 from registry.datasets.repository import DatasetRepository
-from registry.db import after_commit
+from registry.db import after_commit, utcnow
 from registry.errors import Conflict, NotFound, Unprocessable, require
 from registry.models import BaseModel, Dataset, Tenant, TrainingJob, TrainingJobEvent
+from registry.models.enums import JobStatus
 from registry.settings import Settings
+from registry.storage import ObjectStore
 from registry.tasks import TRAIN, TaskQueue
 from registry.training.repository import PlatformJobRepository, TrainingJobRepository
 from registry.training.schemas import FINISHED, JobEventOut, TrainingJobCreate, TrainingJobOut
+
+log = structlog.get_logger(__name__)
 
 
 def add_event(
@@ -204,30 +209,87 @@ class TrainingService:
         )
 
     def cancel(
-        self, session: Session, *, actor: Principal, tenant: Tenant, job_id: uuid.UUID
+        self,
+        session: Session,
+        *,
+        actor: Principal,
+        tenant: Tenant,
+        job_id: uuid.UUID,
+        store: ObjectStore | None = None,
     ) -> TrainingJob:
-        self.get(session, tenant=tenant, job_id=job_id)
-        job = require(TrainingJobRepository(session, tenant.id).get(job_id, lock=True), "job")
+        """Queued or paused: cancelled at once (a paused job's saved state and checkpoints are
+        deleted from `store` after the commit); running: stopped at its next step."""
+        job = self._locked(session, tenant, job_id)
         if job.status in FINISHED:
             raise Conflict(f"training job '{job_id}' is already {job.status}")
-        if job.status == "queued":
-            from registry.training.lifecycle import lifecycle
+        if job.status in (JobStatus.QUEUED, JobStatus.PAUSED):
+            from registry.training.lifecycle import artifact_prefix, lifecycle
 
+            if job.status == JobStatus.PAUSED and store is not None:
+                prefix = artifact_prefix(job)
+                after_commit(session, lambda: _delete_prefix(store, prefix))
             lifecycle.finish_cancelled(session, job=job, by=actor.subject)
         elif not job.cancel_requested:
             job.cancel_requested = True
             add_event(session, job, "cancel_requested", f"by {actor.subject}")
         session.flush()
+        self._audit(session, actor, job, "training_job.cancel")
+        return job
+
+    def pause(
+        self, session: Session, *, actor: Principal, tenant: Tenant, job_id: uuid.UUID
+    ) -> TrainingJob:
+        """Queued: paused at once. Running: the worker stops after its current step, stores
+        the run's state and marks the job paused (`pause_requested` until then). Paused: as is."""
+        job = self._locked(session, tenant, job_id)
+        if job.status in FINISHED:
+            raise Conflict(f"training job '{job_id}' is already {job.status}: nothing to pause")
+        if job.status == JobStatus.QUEUED:
+            job.status = JobStatus.PAUSED
+            add_event(session, job, "paused", f"by {actor.subject}, before its next attempt")
+        elif job.status == JobStatus.RUNNING and not job.pause_requested:
+            job.pause_requested = True
+            add_event(session, job, "pause_requested", f"by {actor.subject}")
+        session.flush()
+        self._audit(session, actor, job, "training_job.pause")
+        return job
+
+    def resume(
+        self,
+        session: Session,
+        *,
+        actor: Principal,
+        tenant: Tenant,
+        job_id: uuid.UUID,
+        queue: TaskQueue,
+    ) -> TrainingJob:
+        """A paused job is queued again; its next attempt continues from the saved state."""
+        job = self._locked(session, tenant, job_id)
+        if job.status != JobStatus.PAUSED:
+            raise Conflict(f"training job '{job_id}' is not paused (it is {job.status})")
+        job.status, job.pause_requested, job.updated_at = JobStatus.QUEUED, False, utcnow()
+        add_event(session, job, "resumed", f"by {actor.subject}")
+        session.flush()
+        self._audit(session, actor, job, "training_job.resume")
+        sent = str(job.id)
+        after_commit(session, lambda: queue.send(TRAIN, [sent]))
+        return job
+
+    def _locked(self, session: Session, tenant: Tenant, job_id: uuid.UUID) -> TrainingJob:
+        self.get(session, tenant=tenant, job_id=job_id)
+        return require(TrainingJobRepository(session, tenant.id).get(job_id, lock=True), "job")
+
+    @staticmethod
+    def _audit(session: Session, actor: Principal, job: TrainingJob, action: str) -> None:
         audit.record(
             session,
             actor=actor,
-            action="training_job.cancel",
+            action=action,
             target_type="training_job",
             target_id=str(job.id),
-            tenant_id=tenant.id,
+            tenant_id=job.tenant_id,
             details={"status": job.status},
         )
-        return job
 
     def to_out(
         self, session: Session, rows: Sequence[TrainingJob], *, with_events: bool = False
@@ -263,6 +325,7 @@ class TrainingService:
                     attempts=job.attempts,
                     max_attempts=job.max_attempts,
                     cancel_requested=job.cancel_requested,
+                    pause_requested=job.pause_requested,
                     error=job.error,
                     created_by=job.created_by,
                     created_at=job.created_at,
@@ -279,6 +342,15 @@ class TrainingService:
         if found is None:
             raise NotFound(f"dataset '{dataset_id}' not found")
         return found
+
+
+def _delete_prefix(store: ObjectStore, prefix: str) -> None:
+    """Best effort after the commit: an object left behind is garbage, not a broken job."""
+    try:
+        for key in list(store.list_keys(prefix + "/")):
+            store.delete(key)
+    except Exception:
+        log.warning("training.state_not_deleted", prefix=prefix, exc_info=True)
 
 
 training = TrainingService()

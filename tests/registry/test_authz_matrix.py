@@ -201,6 +201,8 @@ ENDPOINTS = [
     Endpoint("GET", JOBS, "tenant_read"),
     Endpoint("GET", JOBS + "/{job_id}", "tenant_read"),
     Endpoint("POST", JOBS + "/{job_id}/cancel", "tenant_write"),
+    Endpoint("POST", JOBS + "/{job_id}/pause", "tenant_write"),
+    Endpoint("POST", JOBS + "/{job_id}/resume", "tenant_write"),
     Endpoint("GET", "/v1/training-jobs", "audit"),
     Endpoint("PUT", AD + "/schedule", "ops_write", json=lambda c: _SCHEDULE),
     Endpoint("GET", AD + "/schedule", "tenant_read"),
