@@ -30,10 +30,14 @@ def registry_app() -> FastAPI:
 
 
 def gateway_app() -> FastAPI:
-    """uvicorn's factory for `loraplex serve gateway`."""
-    from serving.gateway.app import create_gateway
+    """uvicorn's factory for `loraplex serve gateway`. With a broker the gateway's fine-tuning
+    routes send to Celery; embedded, the registry process owns the in-process workers, so the
+    gateway sends nothing and the registry's reaper picks up what it queued (`UnsentQueue`)."""
+    from serving.gateway.app import UnsentQueue, create_gateway
 
-    return create_gateway(get_settings())
+    settings = get_settings()
+    queue: TaskQueue = CeleryQueue(settings) if settings.broker_url else UnsentQueue()
+    return create_gateway(settings, queue=queue)
 
 
 def worker_context(settings: Settings) -> WorkerContext:

@@ -24,6 +24,7 @@ from rich.table import Table
 
 console = Console()
 CLI = [sys.executable, "-m", "cli"]
+EMBEDDED_RESEND_SECONDS = 30  # a queued job nobody claimed this long is re-sent by the reaper
 
 
 class _Child:
@@ -174,6 +175,10 @@ def up(
         "LORAPLEX_ENGINE_PORT": str(engine_port),
         "LORAPLEX_ENGINE_BASE_MODEL": base_model,
     }
+    if not settings.broker_url:
+        # The gateway sends no tasks here (the registry process runs the workers): the
+        # registry's reaper starts what it queued (fine-tuning jobs), within about a minute.
+        env.setdefault("LORAPLEX_JOB_RESEND_SECONDS", str(EMBEDDED_RESEND_SECONDS))
     creds, created = _ops_client(home)
     parser = None if tool_call_parser.lower() == "none" else tool_call_parser
     _base_model(base_model, base_model_path, home, env, parser)

@@ -142,6 +142,8 @@ def test_default_objects(render: Any) -> None:
         assert c["ports"][0]["containerPort"] == port
         assert c["args"][:2] == ["serve", component]
         assert env_of(c)["LORAPLEX_DATABASE_URL"]["secretKeyRef"]["key"] == "database-url"
+        # the gateway's fine-tuning routes queue training and store uploads, as the registry
+        assert env_of(c)["LORAPLEX_BROKER_URL"]["secretKeyRef"]["key"] == "broker-url"
         mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
         assert mounts["jwt"] == "/etc/loraplex/jwt"
 
@@ -194,20 +196,20 @@ def test_gateway_metrics_are_internal(render: Any) -> None:
 
 def test_audit_key_reaches_every_audit_writer(render: Any) -> None:
     """Production refuses to start without LORAPLEX_AUDIT_KEY_FILE: every process gets the path,
-    the ones that write audit events (registry, workers) get the key mounted there."""
+    the ones that write audit events (registry, workers, the gateway's fine-tuning routes) get
+    the key mounted there."""
     docs = render()
     own = {(d["kind"], d["metadata"]["name"]): d for d in docs}
     path = own["ConfigMap", f"{RELEASE}-loraplex"]["data"]["LORAPLEX_AUDIT_KEY_FILE"]
     secret = own["Secret", f"{RELEASE}-loraplex"]  # the chart's own: generated, kept on upgrade
     assert len(base64.b64decode(secret["data"]["audit-hmac.key"])) >= 32
-    for component in ("registry", "worker-training", "worker-default"):
+    for component in ("registry", "gateway", "worker-training", "worker-default"):
         deployment = one(docs, "Deployment", component)
         mounts = {m["name"]: m["mountPath"] for m in container(deployment)["volumeMounts"]}
         assert path.startswith(mounts["audit-key"] + "/"), component
         volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
         assert volumes["audit-key"]["secret"]["items"][0]["path"] == path.rsplit("/", 1)[1]
-    for component in ("gateway", "engine"):  # they write no audit events: no key for them
-        assert "audit-key" not in str(one(docs, "Deployment", component)["spec"])
+    assert "audit-key" not in str(one(docs, "Deployment", "engine")["spec"])  # writes none
     assert env_of(container(one(docs, "Job", "migrations")))["LORAPLEX_AUDIT_KEY_FILE"] == path
     external = render("-f", str(GPU_VALUES))
     volume = [

@@ -8,6 +8,10 @@ settings) the prompt or the whole trace (capture.py; redacted at flush). Once th
 answers, the budget is settled with the usage it reports (prompt + completion tokens): a request
 may leave its tenant in debt, which later requests wait out. Everything after the engine answers
 is off the request path. /metrics is on an internal port only (metrics.py).
+
+The gateway is the tenant's one base URL: it also serves OpenAI's files, fine-tuning jobs and
+models routes (`registry.finetuning.endpoints`, the registry's services on the same database,
+object store and task queue), each request taking one token from the tenant's request bucket.
 """
 
 from __future__ import annotations
@@ -15,23 +19,29 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from sqlalchemy import select, text
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from registry.auth.keys import load_signing_keys
+from registry.auth.keys import load_audit_key, load_signing_keys
 from registry.auth.tokens import TokenVerifier
 from registry.db import make_engine, make_sessionmaker
-from registry.models import Adapter, Alias
+from registry.dependencies import CurrentPrincipal
+from registry.finetuning import errors as openai_errors
+from registry.finetuning.endpoints import router as openai_router
+from registry.finetuning.errors import error_body
 from registry.settings import Settings
 from registry.storage import open_configured_store
+from registry.tasks import CeleryQueue, TaskQueue
 from serving.engine import engine_api_key
 from serving.gateway import errors, feedback, metrics, openapi
 from serving.gateway.answers import Answer
@@ -64,17 +74,46 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.db.dispose()
 
 
-def create_gateway(settings: Settings) -> FastAPI:
+class UnsentQueue:
+    """The embedded default's gateway queue (no broker; the registry process owns the
+    in-process workers): nothing is sent from here. A job created or resumed through the
+    gateway stays queued until the registry's reaper re-sends queued jobs nobody claimed
+    (`job_resend_seconds`; `loraplex up` shortens it)."""
+
+    def send(self, name: str, args: Sequence[Any] = (), *, countdown: float = 0) -> None:
+        log.info("task.left_for_reaper", task=name, args=[str(a) for a in args])
+
+
+def default_queue(settings: Settings) -> TaskQueue:
+    return CeleryQueue(settings) if settings.broker_url else UnsentQueue()
+
+
+def use_sessions(app: FastAPI, sessions: sessionmaker[Session]) -> None:
+    """Point every part of the gateway at `sessions` (tests: their rolled-back transaction)."""
+    app.state.sessions = app.state.sessionmaker = sessions
+    app.state.auth.sessions = app.state.router.sessions = app.state.usage.sessions = sessions
+
+
+def create_gateway(settings: Settings, *, queue: TaskQueue | None = None) -> FastAPI:
+    """`queue`: where the fine-tuning routes send work (the composition root's; default: Celery
+    with a broker, else `UnsentQueue`)."""
     app = FastAPI(title="loraplex gateway", version="0.1.0", lifespan=_lifespan)
     db = make_engine(settings.resolved_database_url)
     sessions = make_sessionmaker(db)
     keys = load_signing_keys(settings)
+    load_audit_key(settings)  # the fine-tuning routes write audit events: refuse to start without
     verifier = TokenVerifier(
         keys.public, issuer=settings.jwt_issuer, audience=settings.jwt_audience
     )
+    store = open_configured_store(settings)
     app.state.settings = settings
     app.state.db = db
-    app.state.sessions = sessions
+    # `sessions` for the gateway's own code; `sessionmaker`, `verifier`, `store` and `tasks`
+    # are what the registry's routes read (registry.dependencies, registry.finetuning).
+    app.state.sessions = app.state.sessionmaker = sessions
+    app.state.verifier = verifier
+    app.state.store = store
+    app.state.tasks = queue if queue is not None else default_queue(settings)
     failures = RateLimiter(settings.gateway_auth_failure_rps, settings.gateway_auth_failure_burst)
     app.state.auth = GatewayAuth(
         verifier, sessions, settings.gateway_auth_cache_seconds, failures=failures
@@ -88,18 +127,41 @@ def create_gateway(settings: Settings) -> FastAPI:
     per_minute = settings.gateway_tokens_per_minute
     app.state.budget = RateLimiter(per_minute / 60.0, per_minute)
     app.state.limits = GenerationLimits.from_settings(settings)
-    app.state.usage = UsageWriter(
-        sessions,
-        flush_seconds=settings.usage_flush_seconds,
-        store=open_configured_store(settings),
-    )
+    app.state.usage = UsageWriter(sessions, flush_seconds=settings.usage_flush_seconds, store=store)
     app.state.engine_client = EngineClient(
         settings.resolved_engine_url, engine_api_key(settings), settings.engine_timeout_seconds
     )
     errors.install(app)
+    openai_errors.install(app)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     _routes(app, settings)
+    app.include_router(
+        openai_router,
+        dependencies=[Depends(_rate_limit)],
+        responses=openapi.error_responses(openapi.OPENAI_ERRORS),
+    )
     openapi.install(app)
     return app
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (an unparseable body, an unknown path or method) in OpenAI's
+    shape too, like every other answer of the gateway."""
+    if not isinstance(exc, StarletteHTTPException):  # only registered for it
+        raise exc
+    body = error_body(exc.status_code, str(exc.detail))
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _rate_limit(request: Request, principal: CurrentPrincipal) -> None:
+    """One token from the tenant's request bucket (the one inference requests take from) per
+    files / fine-tuning / models request, once its token is verified. Async: the buckets are
+    only touched from the event loop's thread."""
+    key = str(principal.tenant_id or principal.subject)
+    wait = request.app.state.limiter.take(key)
+    if wait > 0:
+        metrics.REJECTED.labels("rate_limit").inc()
+        raise errors.rate_limited(wait)
 
 
 def _routes(app: FastAPI, settings: Settings) -> None:
@@ -117,12 +179,6 @@ def _routes(app: FastAPI, settings: Settings) -> None:
     async def post_feedback(request: Request) -> JSONResponse:
         """Rate or correct one response by its `x-request-id` (serving/gateway/feedback.py)."""
         return await feedback.post_feedback(request)
-
-    @app.get("/v1/models", **openapi.MODELS)
-    async def list_models(request: Request) -> JSONResponse:
-        caller = await _caller(request)
-        data = await run_in_threadpool(_models, request.app, caller)
-        return JSONResponse({"object": "list", "data": data})
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -323,33 +379,6 @@ def _sampled(
         finish_reason=out.answer.finish_reason if out.answer is not None else None,
         usage={"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens},
     )
-
-
-def _models(app: FastAPI, caller: Caller) -> list[dict[str, Any]]:
-    with app.state.sessions() as session:
-        adapters = session.scalars(
-            select(Adapter)
-            .where(Adapter.tenant_id == caller.tenant_id, Adapter.archived_at.is_(None))
-            .order_by(Adapter.name)
-        ).all()
-        aliases = session.scalars(
-            select(Alias).where(Alias.tenant_id == caller.tenant_id).order_by(Alias.alias)
-        ).all()
-    by_adapter: dict[uuid.UUID, list[str]] = {}
-    for a in aliases:
-        by_adapter.setdefault(a.adapter_id, []).append(a.alias)
-    data = []
-    for adapter in adapters:
-        names = by_adapter.get(adapter.id, [])
-        ids = ([adapter.name] if "production" in names else []) + [
-            f"{adapter.name}@{alias}" for alias in names
-        ]
-        created = int(adapter.created_at.timestamp())
-        data += [
-            {"id": i, "object": "model", "created": created, "owned_by": caller.tenant_slug}
-            for i in ids
-        ]
-    return data
 
 
 def _db_ok(app: FastAPI) -> bool:

@@ -33,7 +33,9 @@ def _strings() -> Schema:
 
 MODEL: Schema = {
     "type": "string",
-    "description": "one of your adapters: 'name', 'name@alias' or 'name@vN'",
+    "description": "one of your adapters: 'name', 'name@alias' or 'name@vN'; or one of your "
+    "fine-tuned models, 'ft:<base>:<tenant>:<suffix>:<id>', or its checkpoint "
+    "'ft:...:ckpt-step-<N>'",
 }
 MESSAGE: Schema = {
     "type": "object",
@@ -180,7 +182,7 @@ ERRORS: dict[int, str] = {
     400: "Bad request: not a JSON object, an unknown model form, over a generation limit",
     401: "Missing, invalid or expired token",
     403: "Not a tenant's token, or no 'inference' scope",
-    404: "No such model for your tenant",
+    404: "No such model for your tenant (or a deleted fine-tuned model)",
     409: "The version exists but is not ready to serve",
     413: "Request body over gateway_max_body_bytes",
     429: "Rate limit or token budget reached (Retry-After)",
@@ -231,10 +233,11 @@ EVENT: Schema = {
 }
 
 
-def _error_responses(codes: tuple[int, ...]) -> dict[int | str, dict[str, Any]]:
+def error_responses(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for each status in `described`, all in OpenAI's error shape."""
     return {
-        code: {"description": ERRORS[code], "content": {"application/json": {"schema": ERROR}}}
-        for code in codes
+        code: {"description": text, "content": {"application/json": {"schema": ERROR}}}
+        for code, text in described.items()
     }
 
 
@@ -248,7 +251,7 @@ def inference(request_schema: Schema) -> dict[str, Any]:
         },
     }
     return {
-        "responses": {200: ok} | _error_responses(tuple(ERRORS)),
+        "responses": {200: ok} | error_responses(ERRORS),
         "openapi_extra": {
             "security": BEARER,
             "requestBody": {
@@ -259,38 +262,18 @@ def inference(request_schema: Schema) -> dict[str, Any]:
     }
 
 
-MODELS: dict[str, Any] = {
-    "responses": {
-        200: {
-            "description": "Your adapters: 'name' (at production) and 'name@alias' per alias",
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["object", "data"],
-                        "properties": {
-                            "object": {"type": "string", "enum": ["list"]},
-                            "data": {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "required": ["id", "object", "created", "owned_by"],
-                                    "properties": {
-                                        "id": {"type": "string"},
-                                        "object": {"type": "string"},
-                                        "created": {"type": "integer"},
-                                        "owned_by": {"type": "string"},
-                                    },
-                                },
-                            },
-                        },
-                    }
-                }
-            },
-        }
-    }
-    | _error_responses((401, 403, 429)),
-    "openapi_extra": {"security": BEARER},
+# The files, fine-tuning and models routes (registry.finetuning) declare their own bodies;
+# the gateway adds the errors every one of them may answer, in OpenAI's shape.
+OPENAI_ERRORS: dict[int, str] = {
+    400: "Bad request: invalid input (param names the field), or an operation the object's "
+    "state does not allow (code says which)",
+    401: "Missing, invalid or expired token",
+    403: "Not a tenant's token, or the route's scope is missing",
+    404: "No such file, job, checkpoint or model for your tenant (another tenant's included)",
+    409: "Conflict: the tenant is disabled, or a concurrent change",
+    413: "Upload over the size limit",
+    429: "Rate limit or quota reached (Retry-After)",
+    503: "The database, object store or broker is unavailable; retry shortly",
 }
 READY: dict[str, Any] = {
     "responses": {
@@ -318,7 +301,9 @@ READY: dict[str, Any] = {
 
 
 def install(app: FastAPI) -> None:
-    """Add the bearer scheme the inference and model routes name (`security`)."""
+    """Add the bearer scheme the inference routes name (`security`). The registry's routes
+    (files, fine-tuning, models) take the same token but, as in the registry's own document,
+    say so in their 401/403 answers rather than in `security`."""
     plain = app.openapi
 
     def openapi() -> dict[str, Any]:

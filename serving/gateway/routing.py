@@ -7,6 +7,12 @@ adapter is exactly as invisible as one that does not exist. Results (found or no
 for `gateway_resolve_ttl_seconds` (default 0.5 s): an alias move reaches the gateway within that.
 The adapter's traffic capture settings are read in the same session and cached with the route,
 so a capture change reaches the gateway just as fast, at no extra query per request.
+
+A fine-tuned model's name (`ft:<base>:<tenant>:<suffix>:<id>`, OpenAI's pattern) is the version
+its job produced, promoted or not; `...:ckpt-step-N` that job's checkpoint, which the engine
+knows as `lpx-<checkpoint id hex>` (the resolver serves a checkpoint like a version). Usage is
+recorded against the job's version either way. The lookup is `registry.finetuning.resolve`'s;
+a deleted model stops resolving once its cached route expires.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from starlette.concurrency import run_in_threadpool
 
 from registry.adapters import resolve
 from registry.errors import NotFound, Unprocessable
+from registry.finetuning import names as ft_names
+from registry.finetuning import resolve as ft_resolve
+from registry.models import Adapter, AdapterVersion
 from registry.models.enums import VersionStatus
 from serving.gateway.capture import CaptureSettings, load_settings
 from serving.gateway.errors import GatewayError, bad_request, model_not_found
@@ -26,7 +35,10 @@ from serving.gateway.ttl import TTLMemo
 from serving.names import engine_name
 
 MAX_ROUTES = 50_000
-FORMS = "'model' must name one of your adapters: 'name', 'name@alias' or 'name@vN'."
+FORMS = (
+    "'model' must name one of your adapters: 'name', 'name@alias' or 'name@vN', "
+    "or a fine-tuned model: 'ft:...'."
+)
 
 
 @dataclass(frozen=True)
@@ -37,49 +49,60 @@ class Route:
     version: int
     engine_name: str
     capture: CaptureSettings = CaptureSettings()
+    name: str | None = None  # a fine-tuned model's own name, shown instead of adapter@vN
 
     @property
     def label(self) -> str:
-        return f"{self.adapter}@v{self.version}"
+        return self.name or f"{self.adapter}@v{self.version}"
 
 
 def _sentence(detail: str) -> str:
     return f"{detail[:1].upper()}{detail[1:]}."
 
 
-def parse_model(model: object) -> resolve.ModelRef:
-    """The registry's parse of `model`; a 400 naming the accepted forms when it is not one."""
+def parse_model(model: object) -> resolve.ModelRef | None:
+    """The registry's parse of `model` (None for a fine-tuned model's name); a 400 naming the
+    accepted forms when it is neither."""
     if not isinstance(model, str):
         raise bad_request(FORMS, param="model")
+    if ft_names.parse(model) is not None:
+        return None
     try:
         return resolve.parse_model(model)
     except Unprocessable as exc:
         raise bad_request(f"{FORMS} {_sentence(exc.detail)}", param="model") from exc
 
 
-def lookup(
-    session: Session,
-    tenant_id: uuid.UUID,
-    model: str,
-    ref: resolve.ModelRef,
-    sample_rate: float = 0.0,
-) -> Route:
-    """Three statements (adapter, then version or alias->version, then capture settings);
-    registry errors as OpenAI's. `sample_rate`: the platform's, for adapters with no setting."""
-    try:
-        found = resolve.resolve(session, tenant_id=tenant_id, model=ref)
-    except NotFound as exc:
-        raise model_not_found(model, _sentence(exc.detail)) from exc
-    version = found.version
+def _ready(adapter: Adapter, version: AdapterVersion) -> None:
     if version.status != VersionStatus.READY:
         raise GatewayError(
             409,
-            f"Version {version.version} of '{found.adapter.name}' is {version.status}, "
+            f"Version {version.version} of '{adapter.name}' is {version.status}, "
             "not ready to serve.",
             type_="invalid_request_error",
             code="model_not_ready",
             param="model",
         )
+
+
+def lookup(
+    session: Session,
+    tenant_id: uuid.UUID,
+    model: str,
+    ref: resolve.ModelRef | None,
+    sample_rate: float = 0.0,
+) -> Route:
+    """Three statements (adapter, then version or alias->version, then capture settings);
+    registry errors as OpenAI's. `sample_rate`: the platform's, for adapters with no setting.
+    `ref` None: `model` is a fine-tuned model's name (`ft_lookup`)."""
+    if ref is None:
+        return ft_lookup(session, tenant_id, model, sample_rate)
+    try:
+        found = resolve.resolve(session, tenant_id=tenant_id, model=ref)
+    except NotFound as exc:
+        raise model_not_found(model, _sentence(exc.detail)) from exc
+    version = found.version
+    _ready(found.adapter, version)
     return Route(
         adapter_id=found.adapter.id,
         adapter=found.adapter.name,
@@ -87,6 +110,26 @@ def lookup(
         version=version.version,
         engine_name=engine_name(version.id),
         capture=load_settings(session, found.adapter.id, sample_rate),
+    )
+
+
+def ft_lookup(session: Session, tenant_id: uuid.UUID, model: str, sample_rate: float) -> Route:
+    """A fine-tuned model or one of its checkpoints: the job's version for usage and capture,
+    the checkpoint's own engine name when it is one."""
+    try:
+        target = ft_resolve.lookup(session, tenant_id, model)
+    except NotFound as exc:
+        raise model_not_found(model, _sentence(exc.detail)) from exc
+    _ready(target.adapter, target.version)
+    served = target.checkpoint.id if target.checkpoint is not None else target.version.id
+    return Route(
+        adapter_id=target.adapter.id,
+        adapter=target.adapter.name,
+        version_id=target.version.id,
+        version=target.version.version,
+        engine_name=engine_name(served),
+        capture=load_settings(session, target.adapter.id, sample_rate),
+        name=model,
     )
 
 
@@ -111,7 +154,7 @@ class Router:
         return outcome
 
     def _lookup(
-        self, tenant_id: uuid.UUID, model: str, ref: resolve.ModelRef
+        self, tenant_id: uuid.UUID, model: str, ref: resolve.ModelRef | None
     ) -> Route | GatewayError:
         with self.sessions() as session:
             try:

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 
 from registry.models import TrafficSample, UsageRecord
 from registry.settings import Settings
-from serving.gateway.app import create_gateway
+from serving.gateway.app import create_gateway, use_sessions
 from serving.gateway.usage import Usage
 from tests.conftest import World
 from tests.fuzz.harness import fuzz
@@ -91,8 +91,7 @@ def gateway(world: World, known: dict[str, str], tmp_path: Path) -> Iterator[Fas
     )
     app = create_gateway(settings)
     sessions = registry.state.sessionmaker  # the test's rolled-back transaction
-    app.state.sessions = app.state.auth.sessions = app.state.router.sessions = sessions
-    app.state.usage.sessions = sessions
+    use_sessions(app, sessions)
     client = app.state.engine_client
     for name in ("http", "fresh"):
         setattr(client, name, httpx.AsyncClient(transport=engine(app), base_url="http://engine"))

@@ -55,8 +55,9 @@ def test_another_tenants_adapter_is_invisible(serving: ServingStack) -> None:
         with pytest.raises(openai.NotFoundError) as err:
             complete(serving, tenant, model)
         assert err.value.body["code"] == "model_not_found", err.value.body  # type: ignore[index]
-    ids = {m.id for m in serving.openai("acme").models.list()}
-    assert ids == {"orders", "orders@production"}
+    listed = serving.openai("acme").models.list()
+    assert {m.id for m in listed if m.owned_by == "acme"} == {"orders", "orders@production"}
+    assert {m.owned_by for m in listed} == {"acme", "loraplex"}  # and the base models
     with pytest.raises(openai.BadRequestError, match="must name one of your adapters"):
         complete(serving, "acme", "orders@@v1")
 

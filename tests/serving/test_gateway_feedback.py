@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from registry.models import Feedback, UsageRecord
 from registry.settings import Settings
-from serving.gateway.app import create_gateway
+from serving.gateway.app import create_gateway, use_sessions
 from tests.conftest import World
 from tests.registry.traffic.test_feedback import Traffic
 from tests.serving.stack import ServingStack
@@ -83,8 +83,7 @@ def gateway(world: World, tmp_path: Path) -> Iterator[Any]:
         )
         app = create_gateway(settings)
         sessions = registry.state.sessionmaker  # the test's rolled-back transaction
-        app.state.sessions = app.state.auth.sessions = app.state.router.sessions = sessions
-        app.state.usage.sessions = sessions
+        use_sessions(app, sessions)
         _fake_engine(app)
         apps.append(app)
         return app

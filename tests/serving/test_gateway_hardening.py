@@ -25,7 +25,7 @@ from sqlalchemy import update
 import serving.gateway.auth as gateway_auth
 from registry.models import OAuthClient
 from registry.settings import Settings
-from serving.gateway.app import create_gateway
+from serving.gateway.app import create_gateway, use_sessions
 from serving.gateway.auth import Caller, GatewayAuth
 from serving.gateway.errors import GatewayError
 from serving.gateway.ratelimit import RateLimiter
@@ -112,8 +112,7 @@ def gateway(world: World, tmp_path: Path) -> Iterator[Any]:
         )
         app = create_gateway(settings)
         sessions = registry.state.sessionmaker  # the test's rolled-back transaction
-        app.state.sessions = app.state.auth.sessions = app.state.router.sessions = sessions
-        app.state.usage.sessions = sessions
+        use_sessions(app, sessions)
         apps.append(app)
         return app
 
