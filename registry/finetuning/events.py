@@ -20,8 +20,24 @@ from registry.finetuning.errors import OpenAIError
 from registry.finetuning.jobs_schemas import EventList, EventOut, unix
 from registry.models import FineTuningJob, TrainingJobEvent
 
-_ERROR = frozenset({"failed"})
+_ERROR = frozenset({"failed", "refused"})
 _WARN = frozenset({"retrying", "waiting", "cancel_requested"})
+
+
+# OpenAI's wording for a job's milestones, with loraplex's own message after it
+_SAID = {
+    "started": "Fine-tuning job started",
+    "succeeded": "The job has successfully completed",
+    "failed": "The job failed",
+    "cancelled": "The job was cancelled",
+}
+
+
+def _message(kind: str, message: str) -> str:
+    said = _SAID.get(kind)
+    if said is None:
+        return message
+    return f"{said}: {message}" if message else said
 
 
 def level(kind: str) -> str:
@@ -34,7 +50,7 @@ def _event(row_id: int, when: dt.datetime, kind: str, message: str, data: Any) -
         id=ids.event_id(row_id),
         created_at=unix(when) or 0,
         level=level(kind),  # type: ignore[arg-type]
-        message=message,
+        message=_message(kind, message),
         type="metrics" if metrics else "message",
         data=data if metrics and isinstance(data, dict) else {},
     )
@@ -45,7 +61,7 @@ def _refused(row: FineTuningJob) -> list[EventOut]:
     file_id = ids.encode(ids.FILE, row.training_file_id)
     message = (row.error or {}).get("message", "The job failed")
     return [
-        _event(2, row.created_at, "failed", message, {}),
+        _event(2, row.created_at, "refused", message, {}),
         _event(1, row.created_at, "validating_files", f"Validating training file: {file_id}", {}),
     ]
 

@@ -174,7 +174,7 @@ def job_out(
     if error is None and job is not None and job.status == "failed":
         error = JobError(code="training_failed", message=job.error or "training failed")
     succeeded = status == "succeeded"
-    tokens = (job.result.get("metrics") or {}).get("train_tokens") if job and succeeded else None
+    tokens = (job.result.get("training") or {}).get("train_tokens") if job and succeeded else None
     weights = ((version.manifest or {}).get("files") or {}) if version else {}
     digest = (weights.get("adapter_model.safetensors") or {}).get("sha256")
     finished = job.finished_at if job is not None else row.created_at

@@ -119,7 +119,7 @@ def test_succeeded_and_failed_jobs_show_their_outcome(ft: FtWorld) -> None:
         version = session.get(AdapterVersion, row.version_id)
         version.manifest = {"files": {"adapter_model.safetensors": {"sha256": "ab" * 32}}}
         row.status, row.finished_at = "succeeded", dt.datetime.now(dt.UTC)
-        row.result = {"metrics": {"train_tokens": 1234}}
+        row.result = {"training": {"train_tokens": 1234}}
         session.add(
             TenantFile(
                 id=result_id,
