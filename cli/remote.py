@@ -163,6 +163,8 @@ def follow_job(api: Api, slug: str, job_id: str, poll: float = 1.0) -> dict[str,
         while True:
             job = api.get(f"/v1/tenants/{slug}/training-jobs/{job_id}")
             for event in job["events"][seen:]:
+                if event["kind"] == "metrics":  # per-step numbers: the bar shows them live
+                    continue
                 progress.console.print(f"  [dim]{event['kind']}[/dim] {event['message']}")
             seen = len(job["events"])
             p = job["progress"]
