@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from registry.errors import LoraplexError, outage
+from registry.validation_types import NUL_HELP, JsonNulScanner, nul_in_url
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +76,19 @@ def render(exc: Exception) -> JSONResponse:
     raise exc
 
 
+async def _nul(request: Request) -> str | None:
+    """Why a NUL in the URL or in a JSON body is refused; None when there is none. JSON bodies
+    here are small (job bodies); file uploads are multipart and checked row by row."""
+    refusal = nul_in_url(request.scope.get("path", ""), request.scope.get("query_string", b""))
+    if refusal is not None:
+        return refusal
+    if "json" in request.headers.get("content-type", "") and JsonNulScanner().feed(
+        await request.body()
+    ):
+        return f"a string in the JSON body {NUL_HELP}"
+    return None
+
+
 class Rendered(Exception):  # noqa: N818 - not an error of its own: an answer on its way out
     """An error already rendered in OpenAI's shape, on its way to the app's handler.
 
@@ -91,6 +105,9 @@ class OpenAIRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
+            refusal = await _nul(request)
+            if refusal is not None:  # PostgreSQL text cannot hold NUL: refused up front
+                raise Rendered(render(OpenAIError(400, refusal)))
             try:
                 return await handler(request)
             except (LoraplexError, RequestValidationError) as exc:

@@ -34,6 +34,7 @@ from tests.conftest import World
 from tests.fuzz.harness import fuzz
 
 MAX_EXAMPLES = 100  # per operation and generation mode
+FINE_TUNING_EXAMPLES = 15
 USAGE = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
 COMPLETION = {"id": "c", "object": "chat.completion", "choices": [], "usage": USAGE}
 MODELS = ["support", "support@production", "support@v1", "support@1"]
@@ -112,8 +113,11 @@ def test_gateway_api(world: World, gateway: FastAPI) -> None:
     usage.record = record  # type: ignore[method-assign]
     before = _stored(gateway)
     schema = schemathesis.openapi.from_asgi("/openapi.json", gateway)
+    # inference and feedback in depth; the fine-tuning, files and models routes (registry
+    # services, fuzzed in depth by the registry's own fuzz test) more lightly
+    hot = "^/v1/(chat/completions|completions|feedback)$"
     run = fuzz(
-        schema,
+        schema.include(path_regex=hot),
         headers=headers,
         known={},
         max_examples=MAX_EXAMPLES,
@@ -122,6 +126,15 @@ def test_gateway_api(world: World, gateway: FastAPI) -> None:
     print(f"gateway as tenant: {run.summary()}")
     assert not run.failures, "\n\n".join(run.failures)
     assert run.statuses.get(200, 0) > 20, run.summary()  # cases reached the engine
+    light = fuzz(
+        schema.exclude(path_regex=hot),
+        headers=headers,
+        known={},
+        max_examples=FINE_TUNING_EXAMPLES,
+        body_values={"model": MODELS},
+    )
+    print(f"gateway fine-tuning routes as tenant: {light.summary()}")
+    assert not light.failures, "\n\n".join(light.failures)
     # Feedback on an unknown request id flushes the buffer on the way, so count what landed.
     asyncio.run(usage.flush())
     assert usage._usage == [] and usage._samples == [], "usage or samples could not be stored"

@@ -379,6 +379,10 @@ def _build(world: World, base_dir: Path) -> dict[str, str]:
     resp = world.http.put("/v1/tenants/acme/adapters/support/eval-suites", json=pins, headers=h)
     assert resp.status_code == 200, resp.text
     ids["request_id"] = seed_request(world.stack, "acme")
+    job_id = calls[-1].json()["id"]
+    # paused, so that pause (unchanged), resume (queued) and cancel all answer 2xx
+    resp = world.http.post(f"/v1/tenants/acme/training-jobs/{job_id}/pause", headers=h)
+    assert resp.status_code == 200 and resp.json()["status"] == "paused", resp.text
     return ids | {
         "labelling_job_id": more[-1].json()["id"],
         "teacher": "tutor",

@@ -243,6 +243,7 @@ def test_a_job_with_auto_hyperparameters_end_to_end(ft: FineTuning, files: dict[
     assert deleted.deleted and deleted.id == ft_model
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve(ft_model)
+    time.sleep(1.0)  # the gateway reuses a resolved name for LORAPLEX_GATEWAY_RESOLVE_TTL (0.5 s)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model=ft_model, messages=question, max_tokens=2)
 

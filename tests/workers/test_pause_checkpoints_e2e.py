@@ -1,6 +1,9 @@
 """Pause, resume and checkpoints on real services (registry, Celery worker, Redis, PostgreSQL,
-S3, the tiny base model): a job paused mid-run and resumed ends with the same adapter bytes as
-one that never paused, and keeps its last checkpoints, stored and checked like versions."""
+S3, the tiny base model): a job paused while queued and again mid-run resumes from where it
+stopped, drops its saved state once it succeeds, and keeps its last checkpoints, stored and
+checked like versions. That the adapter equals an uninterrupted run's is proven by
+tests/workers/training/test_resume.py and, through the OpenAI API on the serving stack, by
+tests/serving/test_openai_finetuning.py (one uninterrupted reference run is enough suite-wide)."""
 
 from __future__ import annotations
 
@@ -60,7 +63,7 @@ def _object(p: Platform, key: str) -> bytes:
     return body
 
 
-def test_paused_and_resumed_job_equals_an_uninterrupted_one(platform: Platform) -> None:
+def test_a_job_paused_twice_resumes_where_it_stopped(platform: Platform) -> None:
     p = platform
     data = p.ok(
         p.http.post(
@@ -70,10 +73,7 @@ def test_paused_and_resumed_job_equals_an_uninterrupted_one(platform: Platform) 
             headers=p.acme,
         )
     )
-    _adapter(p, "straight")
     _adapter(p, "pauseme")
-    straight = p.wait_job(_job(p, "straight", data)["id"])
-    assert straight["status"] == "succeeded", straight
 
     job = _job(p, "pauseme", data)
     jid = job["id"]
@@ -105,13 +105,8 @@ def test_paused_and_resumed_job_equals_an_uninterrupted_one(platform: Platform) 
     assert "checkpoint" in kinds and "metrics" in kinds
     assert not p.objects(state_key)  # the state went once the job succeeded
 
-    ours, theirs = _version(p, "pauseme"), _version(p, "straight")
-    weights = "adapter_model.safetensors"
-    assert (
-        ours["manifest"]["files"][weights]["sha256"]
-        == (theirs["manifest"]["files"][weights]["sha256"])
-    )
-    assert done["result"]["adapter_sha256"] == straight["result"]["adapter_sha256"]
+    weights = _version(p, "pauseme")["manifest"]["files"]["adapter_model.safetensors"]
+    assert done["result"]["adapter_sha256"] == weights["sha256"]
 
     rows = _sql(
         p,

@@ -56,7 +56,8 @@ def test_events_page_newest_first_with_after(ft: FtWorld) -> None:
     first = ft.client.fine_tuning.jobs.list_events(job.id, limit=10)
     assert len(first.data) == 10 and first.has_more
     assert [e.level for e in first.data[:2]] == ["error", "warn"]
-    assert first.data[0].message == "out of memory" and first.data[0].type == "message"
+    assert first.data[0].message == "The job failed: out of memory"
+    assert first.data[0].type == "message"
     metric = first.data[2]
     assert metric.type == "metrics" and metric.level == "info"
     assert isinstance(metric.data, dict) and metric.data["step"] == 20
