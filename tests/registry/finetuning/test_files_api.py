@@ -54,7 +54,8 @@ def test_upload_retrieve_content_and_delete(world: World, openai_for: Client) ->
     with world.stack.session() as session:
         ds = session.execute(select(Dataset)).scalar_one()
         assert ds.name == "support-chat" and ds.rows == 5 and ds.format == "chat"
-        actions = session.execute(select(AuditEvent.action)).scalars().all()
+        in_order = select(AuditEvent.action).order_by(AuditEvent.seq)
+        actions = session.execute(in_order).scalars().all()
         assert actions[-2:] == ["dataset.create", "file.create"]
 
     pcf = client.files.create(file=("pc.jsonl", pc(1) + pc(2)), purpose="fine-tune")
