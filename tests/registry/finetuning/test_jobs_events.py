@@ -17,7 +17,7 @@ from registry.db import run_unit_of_work
 from registry.finetuning import ids
 from registry.models import AdapterVersion, TenantFile, TrainingCheckpoint, TrainingJob
 from registry.tasks import TRAIN
-from registry.training.service import add_event, training
+from registry.training.service import add_event
 from tests.conftest import Caller, World
 from tests.registry.finetuning.test_jobs import FtWorld
 
@@ -168,7 +168,6 @@ def test_running_job_estimates_its_finish(ft: FtWorld) -> None:
     assert abs(running.estimated_finish - (started.timestamp() + 400)) < 30
 
 
-@pytest.mark.skipif(not hasattr(training, "pause"), reason="training.pause not there yet (H1)")
 def test_pause_and_resume_a_queued_job(ft: FtWorld) -> None:
     job = ft.client.fine_tuning.jobs.create(model="tiny", training_file=ft.file(10))
     paused = ft.client.fine_tuning.jobs.pause(job.id)
