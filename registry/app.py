@@ -18,6 +18,8 @@ from registry.auth.server import TokenServer
 from registry.auth.tokens import TokenVerifier
 from registry.base_models.endpoints import router as base_models_router
 from registry.bodylimit import BodyLimitMiddleware
+from registry.console import render as console_render
+from registry.console.router import router as console_router
 from registry.datasets.endpoints import router as datasets_router
 from registry.datasets.platform import router as platform_datasets_router
 from registry.db import make_engine, make_sessionmaker
@@ -112,4 +114,6 @@ def create_app(
         audit_router,
     ):
         app.include_router(router, responses=ERROR_RESPONSES)
+    app.include_router(console_router)  # HTML pages at /console (not in the OpenAPI document)
+    console_render.install(app)
     return app

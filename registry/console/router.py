@@ -1,0 +1,44 @@
+"""The console's routes, in one router the registry app includes (see registry/app.py)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from . import actions, audit_pages, drift_pages, eval_pages, job_pages, tenant_pages, version_pages
+from .render import STATIC_DIR, ConsoleRoute
+from .session import PATH
+from .session import router as session_router
+
+_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+_STATIC = {p.name: p for p in STATIC_DIR.iterdir() if p.suffix in _TYPES}
+
+static_router = APIRouter(prefix=PATH, route_class=ConsoleRoute, include_in_schema=False)
+
+
+@static_router.get("/static/{name}")
+def static(name: str) -> Response:
+    """The console's own assets (no CDN, no build step)."""
+    path = _STATIC.get(name)
+    if path is None:
+        return Response("not found", status_code=404, media_type="text/plain")
+    return Response(
+        path.read_bytes(),
+        media_type=_TYPES[path.suffix],
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+router = APIRouter()
+for sub in (
+    static_router,
+    session_router,
+    tenant_pages.router,
+    version_pages.router,
+    job_pages.router,
+    eval_pages.router,
+    drift_pages.router,
+    audit_pages.router,
+    actions.router,
+):
+    router.include_router(sub)
