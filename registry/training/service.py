@@ -216,10 +216,13 @@ class TrainingService:
         tenant: Tenant,
         job_id: uuid.UUID,
         store: ObjectStore | None = None,
+        reason: str = "",
     ) -> TrainingJob:
         """Queued or paused: cancelled at once (a paused job's saved state and checkpoints are
-        deleted from `store` after the commit); running: stopped at its next step."""
+        deleted from `store` after the commit); running: stopped at its next step. `reason`
+        (the console asks for one) goes into the job's event and the audit event."""
         job = self._locked(session, tenant, job_id)
+        by = f"{actor.subject}: {reason}" if reason else actor.subject
         if job.status in FINISHED:
             raise Conflict(f"training job '{job_id}' is already {job.status}")
         if job.status in (JobStatus.QUEUED, JobStatus.PAUSED):
@@ -228,12 +231,14 @@ class TrainingService:
             if job.status == JobStatus.PAUSED and store is not None:
                 prefix = artifact_prefix(job)
                 after_commit(session, lambda: _delete_prefix(store, prefix))
-            lifecycle.finish_cancelled(session, job=job, by=actor.subject)
+            lifecycle.finish_cancelled(session, job=job, by=by)
         elif not job.cancel_requested:
             job.cancel_requested = True
-            add_event(session, job, "cancel_requested", f"by {actor.subject}")
+            add_event(session, job, "cancel_requested", f"by {by}")
         session.flush()
-        self._audit(session, actor, job, "training_job.cancel")
+        self._audit(
+            session, actor, job, "training_job.cancel", **({"reason": reason} if reason else {})
+        )
         return job
 
     def pause(
@@ -280,7 +285,9 @@ class TrainingService:
         return require(TrainingJobRepository(session, tenant.id).get(job_id, lock=True), "job")
 
     @staticmethod
-    def _audit(session: Session, actor: Principal, job: TrainingJob, action: str) -> None:
+    def _audit(
+        session: Session, actor: Principal, job: TrainingJob, action: str, **details: Any
+    ) -> None:
         audit.record(
             session,
             actor=actor,
@@ -288,7 +295,7 @@ class TrainingService:
             target_type="training_job",
             target_id=str(job.id),
             tenant_id=job.tenant_id,
-            details={"status": job.status},
+            details={"status": job.status, **details},
         )
 
     def to_out(
