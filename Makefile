@@ -27,16 +27,19 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton
 	touch $@
 
-# PostgreSQL server binaries and redis-server, installed only where missing.
+# PostgreSQL server binaries, redis-server, and Chromium with its WebDriver (the console's
+# browser tests, tests/console/test_browser.py), installed only where missing.
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  echo "system-deps: installing$$missing"; \
 	  $(APT) update -q && $(APT) install -y -q --no-install-recommends $$missing; \
 	else \
-	  echo "system-deps: postgresql and redis-server present"; \
+	  echo "system-deps: postgresql, redis-server, chromium and chromium-driver present"; \
 	fi
 
 # Lint (ruff, mypy, import contracts), then the whole suite against throwaway PostgreSQL, Redis

@@ -5,11 +5,14 @@ that calls its tools), trained, evaluated and promoted; each tenant's requests a
 own adapter through the gateway; a quarterly schedule fired by hand (`loraplex schedules tick
 --now`); drift from shifted live traffic (`loraplex drift compute`) starting a retrain; the
 lineage of the final version as a tree and as an SVG picture; globex's golden eval suite as a
-leaderboard of its versions, the base model and production; the audit chain verified.
+leaderboard of its versions, the base model and production; the audit chain verified. It ends
+with the console URL of the final version's page (`--keep-up` keeps the platform running to open
+it; otherwise it says how to bring the registry back on the same port).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -21,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import typer
@@ -89,8 +93,34 @@ def _api(url: str, client_id: str, secret: str) -> Api:
     return api
 
 
+def console_url(registry: str, tenant: str, adapter: str, version: int) -> str:
+    """The console page of one adapter version (registry/console/version_pages.py)."""
+    parts = (quote(tenant, safe=""), quote(adapter, safe=""), int(version))
+    return "{}/console/t/{}/adapters/{}/v/{}".format(registry.rstrip("/"), *parts)
+
+
+def console_lines(url: str, creds: dict[str, str], home: Path, port: int, kept: bool) -> list[str]:
+    """What the demo ends with: the final version's console page and how to sign in."""
+    lines = [
+        f"console: {url}",
+        f"  sign in with the ops client: id {creds['client_id']}, "
+        f"secret in {home / 'ops-client.json'}",
+    ]
+    if kept:
+        lines.append("  the platform keeps running; Ctrl-C stops it")
+    else:
+        lines.append(
+            "  the platform stopped with the demo; to browse, start it again on the same home "
+            f"and port: LORAPLEX_HOME={home} loraplex up --port {port} --no-engine"
+        )
+    return lines
+
+
 def run(
     home: Path = typer.Option(Path(".demo"), help="LORAPLEX_HOME for the demo (wiped first)"),
+    keep_up: bool = typer.Option(
+        False, "--keep-up", help="keep the platform running at the end (to browse the console)"
+    ),
 ) -> None:
     """Start the platform with `loraplex up` and run the whole loop for three tenants."""
     started = time.monotonic()
@@ -119,15 +149,34 @@ def run(
             f"http://127.0.0.1:{ports['port']}",
             f"http://127.0.0.1:{ports['gateway-port']}",
         )
-        _loop(registry, gateway, home, env)
+        final = _loop(registry, gateway, home, env)
+        if keep_up:
+            _hold(up, final, home, ports["port"], started)
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(60)
         console.print(log.read_text().strip().splitlines()[-1])
+    if not keep_up:
+        console.rule(f"[bold green]demo finished in {time.monotonic() - started:.0f} s")
+        _end(final, home, ports["port"], kept=False)
+
+
+def _end(url: str, home: Path, port: int, *, kept: bool) -> None:
+    creds = json.loads((home / "ops-client.json").read_text())
+    for line in console_lines(url, creds, home, port, kept):
+        console.print(line, soft_wrap=True, highlight=False)
+
+
+def _hold(up: subprocess.Popen[bytes], url: str, home: Path, port: int, started: float) -> None:
+    """--keep-up: the platform stays until Ctrl-C (which reaches `up` too) or `up` exits."""
     console.rule(f"[bold green]demo finished in {time.monotonic() - started:.0f} s")
+    _end(url, home, port, kept=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        up.wait()
 
 
-def _loop(registry: str, gateway: str, home: Path, env: dict[str, str]) -> None:
+def _loop(registry: str, gateway: str, home: Path, env: dict[str, str]) -> str:
+    """The whole loop; returns the console URL of globex's final version."""
     creds = json.loads((home / "ops-client.json").read_text())
     ops = _api(registry, creds["client_id"], creds["client_secret"])
     _step("3. Ops create three tenants; each uploads its data and creates an adapter")
@@ -274,6 +323,7 @@ def _loop(registry: str, gateway: str, home: Path, env: dict[str, str]) -> None:
     console.print(f"lineage picture: {picture}  (open it in a browser)")
     verify = ops.get("/v1/audit/verify")
     console.print(f"audit chain: ok={verify['ok']}, {verify['events_checked']} events checked")
+    return console_url(registry, "globex", "support", int(number))
 
 
 def _pin_golden_suite(api: Api) -> None:

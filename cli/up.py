@@ -2,8 +2,8 @@
 
 The registry (SQLite and a local object store under LORAPLEX_HOME; its in-process worker trains,
 evaluates and runs the periodic tasks: reaper, schedule tick, drift pass), the gateway, and the
-vLLM CPU engine on the tiny base model (built on first start). Prints the URLs and, on first
-start, an ops client's credentials; Ctrl-C stops everything.
+vLLM CPU engine on the tiny base model (built on first start). Prints the URLs (the console's
+too) and, on first start, an ops client's credentials; Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -236,6 +236,7 @@ def _banner(
 ) -> None:
     table = Table("", "", show_header=False)
     table.add_row("registry API", f"{registry}  (docs: {registry}/docs)")
+    table.add_row("console", f"{registry}/console  (sign in with a client's id and secret)")
     table.add_row("gateway (OpenAI API)", f"{gateway}/v1" + ("" if engine else "  (no engine)"))
     table.add_row("home", f"{home}  (logs: {home / 'logs'})")
     table.add_row("ops client", f"{creds['client_id']}  (saved in {home / 'ops-client.json'})")

@@ -30,3 +30,19 @@ def test_every_package_is_in_the_image() -> None:
 def test_console_script_is_the_composition_root() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert config["project"]["scripts"]["loraplex"] == "cli:main"
+
+
+def test_console_templates_and_assets_ship_with_the_wheel() -> None:
+    """A template or asset not matched by package-data would be missing from an installed
+    registry (the console would answer 500 there and 200 in a source checkout)."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = config["tool"]["setuptools"]["package-data"]["registry"]
+    package = ROOT / "registry"
+    shipped = {p for g in globs for p in package.glob(g)}
+    on_disk = {
+        p
+        for folder in ("console/templates", "console/static")
+        for p in (package / folder).rglob("*")
+        if p.is_file()
+    }
+    assert on_disk and on_disk <= shipped, sorted(str(p) for p in on_disk - shipped)

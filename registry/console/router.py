@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
+
+from registry.errors import NotFound
 
 from . import actions, audit_pages, drift_pages, eval_pages, job_pages, tenant_pages, version_pages
 from .render import STATIC_DIR, ConsoleRoute
-from .session import PATH
+from .session import PATH, Caller
 from .session import router as session_router
 
 _TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
@@ -29,6 +31,17 @@ def static(name: str) -> Response:
     )
 
 
+fallback_router = APIRouter(prefix=PATH, route_class=ConsoleRoute, include_in_schema=False)
+
+
+@fallback_router.get("/{rest:path}")
+def unknown_page(rest: str, caller: Caller) -> Response:
+    """Any other console URL: the 404 page (after sign-in, so it says nothing to strangers)."""
+    if not rest:
+        return RedirectResponse(PATH, status_code=308)
+    raise NotFound(f"There is no console page at /console/{rest}.")
+
+
 router = APIRouter()
 for sub in (
     static_router,
@@ -40,5 +53,6 @@ for sub in (
     drift_pages.router,
     audit_pages.router,
     actions.router,
+    fallback_router,  # last: it matches every path
 ):
     router.include_router(sub)

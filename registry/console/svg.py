@@ -150,9 +150,7 @@ def line_chart(
             f'fill="#6a7385">{escape(x_label)}</text>'
         )
     if y_label:
-        out.append(
-            f'<text x="{f.left}" y="14" font-size="11" fill="#6a7385">{escape(y_label)}</text>'
-        )
+        out.append(_y_label(y_label, f))
     if threshold is not None:
         py = f.py(threshold)
         out.append(
@@ -163,10 +161,13 @@ def line_chart(
         )
     for m in markers:
         px = f.px(m.x)
+        near_right = px > width - f.right - 7 * len(m.label) - 6
+        anchor, anchor_dx = ("end", -3) if near_right else ("start", 3)
         mark = (
             f'<line class="marker" x1="{px:.1f}" x2="{px:.1f}" y1="{f.top}" '
             f'y2="{height - f.bottom}" stroke="#8e44ad" stroke-dasharray="2 3"/>'
-            f'<text x="{px + 3:.1f}" y="{f.top + 10}" font-size="11" fill="#8e44ad">'
+            f'<text x="{px + anchor_dx:.1f}" y="{f.top + 10}" font-size="11" fill="#8e44ad"'
+            f' text-anchor="{anchor}">'
             f"{escape(m.label)}</text>"
         )
         out.append(f'<a href="{escape(m.href)}">{mark}</a>' if m.href else mark)
@@ -191,6 +192,15 @@ def line_chart(
         legend_x += 24 + 7 * len(s.label)
     out.append("</svg>")
     return "".join(out)
+
+
+def _y_label(text: str, f: _Frame) -> str:
+    """The y axis's name, turned along the axis (the legend has the top line)."""
+    mid = (f.top + f.height - f.bottom) / 2
+    return (
+        f'<text transform="rotate(-90)" x="{-mid:.1f}" y="12" text-anchor="middle" '
+        f'font-size="11" fill="#6a7385">{escape(text)}</text>'
+    )
 
 
 def _time_ticks(x0: float, x1: float) -> list[float]:
@@ -228,9 +238,7 @@ def bar_chart(
             f'font-size="11" fill="#6a7385">{_fmt(y)}</text>'
         )
     if y_label:
-        out.append(
-            f'<text x="{f.left}" y="14" font-size="11" fill="#6a7385">{escape(y_label)}</text>'
-        )
+        out.append(_y_label(y_label, f))
     slot = (width - f.left - f.right) / len(bars)
     every = max(1, math.ceil(len(bars) / 12))
     for i, (name, value) in enumerate(bars):

@@ -18,6 +18,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from registry.console.session import COOKIE, csrf_for
 from tests.conftest import World
 from tests.lora_files import make_adapter, make_base_model
 from tests.registry.traffic.test_feedback import seed_request
@@ -38,6 +39,17 @@ ACCESS: dict[str, dict[str, int | str]] = {
     "base_model_write": {"own": 403, "other": 403, "ops": "2xx", "auditor": 403, **_UNAUTH},
     # the owner is let in, then told there is no traffic to curate in this world
     "tenant_write_no_traffic": {"own": 422, "other": 404, "ops": 422, "auditor": 403, **_UNAUTH},
+    # The console (HTML, /console): the caller's token travels in the session cookie instead of
+    # the Authorization header, forms carry the session's CSRF field, statuses are exact (a
+    # signed-out caller gets the sign-in page with 401; a form answers 303 to the page to see).
+    "console_public": dict.fromkeys(CALLERS, 200),
+    # ops and auditors see every tenant; a tenant is sent (303) to its own pages
+    "console_home": {"own": 303, "other": 303, "ops": 200, "auditor": 200, **_UNAUTH},
+    "console_read": {"own": 200, "other": 404, "ops": 200, "auditor": 200, **_UNAUTH},
+    "console_write": {"own": 303, "other": 404, "ops": 303, "auditor": 403, **_UNAUTH},
+    "console_audit": {"own": 403, "other": 403, "ops": 200, "auditor": 200, **_UNAUTH},
+    "console_sign_out": {"own": 303, "other": 303, "ops": 303, "auditor": 303, **_UNAUTH},
+    "console_no_page": {"own": 404, "other": 404, "ops": 404, "auditor": 404, **_UNAUTH},
 }
 
 JSONL = b'{"prompt": "2+2?", "completion": "4"}\n{"prompt": "3+3?", "completion": "6"}\n'
@@ -81,6 +93,7 @@ _DRIFT = {
 }
 
 _SCHEDULE = {"cron": "0 3 1 1,4,7,10 *", "timezone": "Europe/Berlin"}
+CON = "/console/t/{tenant}/adapters/{name}"
 
 
 ENDPOINTS = [
@@ -259,6 +272,35 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/audit/events", "audit"),
     Endpoint("GET", "/v1/audit/verify", "audit"),
     Endpoint("POST", "/v1/audit/anchors", "ops_write"),
+    # the console (sign-in itself, POST /console/login: tests/console/test_session.py)
+    Endpoint("GET", "/console/static/{asset}", "console_public"),
+    Endpoint("GET", "/console/login", "console_public"),
+    Endpoint("POST", "/console/logout", "console_sign_out"),
+    Endpoint("GET", "/console", "console_home"),
+    Endpoint("GET", "/console/jobs", "console_home"),
+    Endpoint("GET", "/console/t/{tenant}", "console_read"),
+    Endpoint("GET", "/console/t/{tenant}/jobs", "console_read"),
+    Endpoint("GET", "/console/t/{tenant}/jobs/{job_id}", "console_read"),
+    Endpoint("GET", "/console/t/{tenant}/jobs/{job_id}/live", "console_read"),
+    Endpoint(
+        "POST",
+        "/console/t/{tenant}/jobs/{job_id}/cancel",
+        "console_write",
+        data={"reason": "matrix"},
+    ),
+    Endpoint("GET", CON, "console_read"),
+    Endpoint("GET", CON + "/v/{version}", "console_read"),
+    Endpoint("GET", CON + "/evals", "console_read"),
+    Endpoint("GET", CON + "/drift", "console_read"),
+    Endpoint(
+        "POST",
+        CON + "/aliases/{alias}",
+        "console_write",
+        data={"version": "1", "reason": "matrix"},
+    ),
+    Endpoint("GET", "/console/audit", "console_audit"),
+    Endpoint("GET", "/console/audit/verify", "console_audit"),
+    Endpoint("GET", "/console/{rest}", "console_no_page"),
 ]
 
 
@@ -397,7 +439,35 @@ def _build(world: World, base_dir: Path) -> dict[str, str]:
         "filename": "manifest.json",
         "base": "tiny",
         "base_dir": str(base_dir),
+        "asset": "console.css",
+        "rest": "no/such/page",
     }
+
+
+def _as_console(endpoint: Endpoint, headers: dict[str, str]) -> dict[str, Any]:
+    """The console's way of carrying the same caller: its token in the session cookie, and on
+    a form the session's CSRF field (the sign-in form would have set both)."""
+    token = headers.get("Authorization", "").removeprefix("Bearer ")
+    data = dict(endpoint.data)
+    if endpoint.method == "POST":
+        data["csrf"] = csrf_for(token)
+    return {
+        "headers": {"Cookie": f"{COOKIE}={token}"} if token else {},
+        "data": data or None,
+        "follow_redirects": False,
+    }
+
+
+def _check_console(endpoint: Endpoint, caller: str, resp: Any) -> None:
+    expected = ACCESS[endpoint.access][caller]
+    assert resp.status_code == expected, f"{endpoint} as {caller}: {resp.text[:2000]}"
+    if expected == 303:
+        assert resp.headers["location"].startswith("/console"), resp.headers
+    elif expected == 401:  # the sign-in form, at the same URL
+        assert 'id="login"' in resp.text, resp.text[:2000]
+    elif expected in (403, 404):  # an HTML error page saying why
+        assert resp.headers["content-type"].startswith("text/html"), resp.headers
+        assert 'id="error-message"' in resp.text, resp.text[:2000]
 
 
 @pytest.mark.parametrize("caller", CALLERS)
@@ -405,6 +475,10 @@ def _build(world: World, base_dir: Path) -> dict[str, str]:
 def test_authz(world: World, endpoint: Endpoint, caller: str, tmp_path: Path) -> None:
     context = _build(world, tmp_path / "base")
     headers = _headers_for(world, caller)
+    if endpoint.path.startswith("/console"):
+        path = endpoint.path.format(**context)
+        resp = world.http.request(endpoint.method, path, **_as_console(endpoint, headers))
+        return _check_console(endpoint, caller, resp)
     resp = world.http.request(
         endpoint.method,
         endpoint.path.format(**context),
@@ -426,17 +500,21 @@ def test_every_route_is_in_the_matrix(world: World) -> None:
     """A new endpoint cannot slip in without its authz row."""
     aliases = {"{base}": "{name}", "{platform_dataset_id}": "{dataset_id}"}  # context -> route
     aliases["{platform_suite_id}"] = "{suite_id}"
+    aliases |= {"{asset}": "{name}", "{rest}": "{rest:path}"}  # the console's static, catch-all
     covered = set()
     for e in ENDPOINTS:
         path = e.path.split("?")[0]
         for key, param in aliases.items():
             path = path.replace(key, param)
         covered.add((e.method, path))
-    # documentation, and the token endpoint (client credentials: tests/registry/auth)
+    # documentation, the token endpoint (client credentials: tests/registry/auth) and the
+    # console's sign-in form post (tests/console/test_session.py)
     skip = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/oauth/token"}
     for route in world.stack.app.routes:
         path, methods = getattr(route, "path", ""), getattr(route, "methods", set())
         if path in skip:
             continue
         for method in methods - {"HEAD", "OPTIONS"}:
+            if (method, path) == ("POST", "/console/login"):
+                continue
             assert (method, path) in covered, f"{method} {path} has no row in ENDPOINTS"
