@@ -59,11 +59,19 @@ def _slugs(session: Session, events: Sequence[AuditEvent]) -> dict[uuid.UUID, st
     return {i: s for i, s in session.execute(stmt)}
 
 
+def _brief(value: Any) -> str:
+    """One detail for the table: scalars as they are, structures as compact JSON, long ones cut
+    (the whole event is in the row's title)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
 def _row(event: AuditEvent, slugs: dict[uuid.UUID, str]) -> dict[str, Any]:
     details = event.details if isinstance(event.details, dict) else {}
     reason = details.get("reason")
     rest = {k: v for k, v in details.items() if k != "reason"}
     text = json.dumps(rest, ensure_ascii=False, sort_keys=True, default=str) if rest else ""
+    brief = "; ".join(f"{k}: {_brief(v)}" for k, v in sorted(rest.items()))
     return {
         "seq": event.seq,
         "occurred_at": event.occurred_at,
@@ -73,7 +81,7 @@ def _row(event: AuditEvent, slugs: dict[uuid.UUID, str]) -> dict[str, Any]:
         "target": f"{event.target_type} {event.target_id}",
         "tenant": slugs.get(event.tenant_id, str(event.tenant_id)) if event.tenant_id else "",
         "reason": reason if isinstance(reason, str) and reason else None,
-        "details": text if len(text) <= DETAILS_CHARS else text[:DETAILS_CHARS] + "…",
+        "details": brief if len(brief) <= DETAILS_CHARS else brief[:DETAILS_CHARS] + "…",
         "details_full": text,
     }
 

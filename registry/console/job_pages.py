@@ -104,8 +104,10 @@ def _job(session: Any, ctx: TenantContext, job_id: str) -> TrainingJob:
 def _live(session: Any, job: TrainingJob) -> dict[str, Any]:
     """What the live part shows: progress, the loss curves, the newest events."""
     progress = job.progress or {}
-    step, total = progress.get("step") or 0, progress.get("total_steps")
     curves = queries.curves(session, job)
+    # The progress record is written less often than the metrics: the chart's last step counts.
+    charted = max((int(x) for x, _ in curves.train), default=0)
+    step, total = max(int(progress.get("step") or 0), charted), progress.get("total_steps")
     chart = line_chart(
         [
             Series("train loss", curves.train),

@@ -17,6 +17,7 @@ EVENTS = 200  # newest events listed
 METRICS_FETCHED = 20_000  # metrics events read at most (the worker writes ~50 plus evals)
 POINTS = 2000  # points per loss curve at most (thinned evenly, the last one kept)
 METRICS = "metrics"
+CHARTED = (METRICS, "eval")  # per-step losses: drawn in the chart, not listed
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,13 @@ class EventRow:
 def events(
     session: Session, job: TrainingJob, *, limit: int = EVENTS
 ) -> tuple[list[EventRow], int]:
-    """The job's newest `limit` events other than metrics (those are the chart), newest first;
+    """The job's newest `limit` events other than metrics and per-step evals (those are the
+    chart), newest first;
     and how many events of those kinds the job has in all."""
     where = (
         TrainingJobEvent.tenant_id == job.tenant_id,
         TrainingJobEvent.job_id == job.id,
-        TrainingJobEvent.kind != METRICS,
+        TrainingJobEvent.kind.not_in(CHARTED),
     )
     stmt = (
         select(

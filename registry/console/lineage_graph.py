@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from html import escape
 
 BOX_W, BOX_H, GAP_X, GAP_Y, DUMMY_H, MARGIN = 200, 58, 64, 14, 10, 12
-MAX_CHARS = 30
+MAX_CHARS = 29  # 11 px text in a 200 px box
+TITLE_CHARS = 24  # the bold 12.5 px first line
 SWEEPS = 4
 # type -> (fill, stroke)
 STYLE = {
@@ -198,8 +199,8 @@ def _place(lay: Layout) -> None:
     lay.height = 2 * MARGIN + max(tallest, BOX_H)
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_CHARS else text[: MAX_CHARS - 1] + "…"
+def _clip(text: str, most: int = MAX_CHARS) -> str:
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _path(lay: Layout, path: list[str]) -> tuple[str, tuple[float, float], tuple[float, float]]:
@@ -269,9 +270,10 @@ def render(boxes: Sequence[Box], lay: Layout, *, title: str) -> str:
             weight = ' font-weight="600"' if i == 0 else ""
             size = 12.5 if i == 0 else 11
             color = "#1d2330" if i == 0 else "#4a5568"
+            text = escape(_clip(line, TITLE_CHARS if i == 0 else MAX_CHARS))
             g.append(
                 f'<text x="{x + 9:.1f}" y="{y + 17 + i * 15:.1f}" font-size="{size}" '
-                f'fill="{color}"{weight}>{escape(_clip(line))}</text>'
+                f'fill="{color}"{weight}>{text}</text>'
             )
         g.append("</g>")
         node = "".join(g)

@@ -42,7 +42,7 @@ class _Frame:
     height: int
     left: int = 56
     right: int = 16
-    top: int = 24
+    top: int = 30
     bottom: int = 34
     ticks: list[float] = field(default_factory=list)
 
@@ -71,8 +71,10 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     start = math.floor(lo / step) * step
     out: list[float] = []
     v = start
-    while v <= hi + step * 0.5 and len(out) < 50:
+    while len(out) < 50:  # the last tick is at or above hi: nothing is drawn off the chart
         out.append(round(v, 12))
+        if v >= hi - step * 1e-9:
+            break
         v += step
     return out
 

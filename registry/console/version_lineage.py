@@ -146,7 +146,9 @@ def _eval_box(n: Node) -> Box:
     a = n.attrs
     metric, value = main_score(a.get("metrics") or {})
     who = "base model" if a.get("subject") == "base_model" else "this version"
-    lines = (f"eval {a.get('suite')}", who, f"{metric} {_num(value)}")
+    suite = str(a.get("suite"))
+    name = "held-out set" if suite.startswith("heldout") else suite
+    lines = (f"eval {name}", who, f"{metric} {_num(value)}")
     return Box(n.id, n.type, lines, title=f"{n.label}: {a.get('metrics')}")
 
 

@@ -17,7 +17,12 @@
           if (res === null) { setTimeout(tick, every * 2); return; }
           el.innerHTML = res.html;
           el.setAttribute("data-updated", String(Date.now()));
-          if (res.done) { el.setAttribute("data-live-done", "1"); } else { setTimeout(tick, every); }
+          if (res.done) {
+            el.setAttribute("data-live-done", "1");
+            // controls that only apply while it runs (e.g. Cancel) go when it is done
+            Array.prototype.forEach.call(document.querySelectorAll("[data-live-hide]"),
+              function (h) { h.hidden = true; });
+          } else { setTimeout(tick, every); }
         })
         .catch(function () { setTimeout(tick, every * 2); });
     }
