@@ -323,7 +323,27 @@ def _loop(registry: str, gateway: str, home: Path, env: dict[str, str]) -> str:
     console.print(f"lineage picture: {picture}  (open it in a browser)")
     verify = ops.get("/v1/audit/verify")
     console.print(f"audit chain: ok={verify['ok']}, {verify['events_checked']} events checked")
-    return console_url(registry, "globex", "support", int(number))
+    url = console_url(registry, "globex", "support", int(number))
+    _open_console(url, registry, creds)
+    return url
+
+
+def _open_console(url: str, registry: str, creds: dict[str, str]) -> None:
+    """Sign in to the console as an auditor would (the form, its cookie) and load the page."""
+    with httpx.Client(base_url=registry, timeout=30) as web:
+        web.get("/console/login")
+        form = {
+            "client_id": creds["client_id"],
+            "client_secret": creds["client_secret"],
+            "csrf": web.cookies.get("lpx_console_login") or "",
+            "next": "/console",
+        }
+        web.post("/console/login", data=form)
+        t0 = time.monotonic()
+        page = web.get(url)
+        took = (time.monotonic() - t0) * 1000
+    shown = "lineage drawn" if 'id="lineage"' in page.text else "no lineage"
+    console.print(f"console version page: HTTP {page.status_code} in {took:.0f} ms ({shown})")
 
 
 def _pin_golden_suite(api: Api) -> None:
