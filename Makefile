@@ -7,6 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 LINT_PATHS ?= cli registry serving workers
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
@@ -48,7 +49,7 @@ test: system-deps venv lint
 	$(PY) -m tests.services $(PYTEST_ARGS)
 
 demo: venv
-	$(VENV)/bin/loraplex demo
+	$(VENV)/bin/loraplex demo $(DEMO_ARGS)
 
 # ruff, mypy (untyped defs disallowed) and the import contracts in pyproject.toml; part of `make test`.
 lint: venv
