@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -46,8 +46,10 @@ from serving.engine import engine_api_key
 from serving.gateway import errors, feedback, metrics, openapi
 from serving.gateway.answers import Answer
 from serving.gateway.auth import Caller, GatewayAuth
+from serving.gateway.canary import Splits
 from serving.gateway.capture import Sampled
 from serving.gateway.limits import GenerationLimits
+from serving.gateway.notify import RouteListener
 from serving.gateway.proxy import EngineClient, Outcome
 from serving.gateway.ratelimit import RateLimiter
 from serving.gateway.routing import Route, Router
@@ -63,9 +65,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     port = settings.gateway_metrics_port
     server = metrics.serve(settings.gateway_metrics_host, port) if port else None
     app.state.usage.start()
+    app.state.route_listener.start()
+    await app.state.engine_client.start()
     try:
         yield
     finally:
+        app.state.route_listener.stop()
         if server is not None:
             server[0].shutdown()
             server[0].server_close()
@@ -121,6 +126,8 @@ def create_gateway(settings: Settings, *, queue: TaskQueue | None = None) -> Fas
     app.state.router = Router(
         sessions, settings.gateway_resolve_ttl_seconds, settings.traffic_sample_rate
     )
+    app.state.splits = Splits(sessions, settings.gateway_resolve_ttl_seconds)
+    app.state.route_listener = RouteListener(settings, _on_route_change(app))
     app.state.limiter = RateLimiter(
         settings.gateway_rate_limit_rps, settings.gateway_rate_limit_burst
     )
@@ -162,6 +169,17 @@ async def _rate_limit(request: Request, principal: CurrentPrincipal) -> None:
     if wait > 0:
         metrics.REJECTED.labels("rate_limit").inc()
         raise errors.rate_limited(wait)
+
+
+def _on_route_change(app: FastAPI) -> Callable[[uuid.UUID | None], None]:
+    """A pushed change (alias move, version status, split): cached routes and splits of that
+    tenant (None: every tenant) are dropped at once; the TTL stays as the fallback."""
+
+    def changed(tenant_id: uuid.UUID | None) -> None:
+        app.state.router.invalidate(tenant_id)
+        app.state.splits.invalidate(tenant_id)
+
+    return changed
 
 
 def _routes(app: FastAPI, settings: Settings) -> None:
@@ -237,6 +255,7 @@ async def _infer(request: Request, endpoint: str) -> Response:
     try:
         body = await _body(request, state.settings.gateway_max_body_bytes)
         route: Route = await state.router.route(caller.tenant_id, body.get("model"))
+        route = await state.splits.apply(route, body, request.headers)
         reserved = min(state.limits.apply(endpoint, body), state.budget.burst)
     except errors.GatewayError:
         metrics.REJECTED.labels("request").inc()

@@ -110,6 +110,9 @@ class EngineClient:
             limits=httpx.Limits(max_connections=1024, max_keepalive_connections=0),
         )
 
+    async def start(self) -> None:
+        """Background work (none for one engine)."""
+
     async def close(self) -> None:
         await self.http.aclose()
         await self.fresh.aclose()

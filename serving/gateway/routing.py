@@ -143,6 +143,9 @@ class Router:
             maxsize=MAX_ROUTES, ttl=ttl_seconds
         )
 
+    def invalidate(self, tenant_id: uuid.UUID | None) -> None:
+        """Drop cached routes (being written: issue 19, push promotion)."""
+
     async def route(self, tenant_id: uuid.UUID, model: object) -> Route:
         ref = parse_model(model)  # 400 before any lookup
         text = str(model)
