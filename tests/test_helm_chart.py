@@ -194,6 +194,38 @@ def test_gateway_metrics_are_internal(render: Any) -> None:
     assert notes["prometheus.io/port"] == "9464" and notes["prometheus.io/scrape"] == "true"
 
 
+def test_engines_are_replicas_behind_a_headless_service_the_gateway_resolves(
+    render: Any,
+) -> None:
+    """Issue 19: N engine pods, one DNS address each (ready ones only); the gateway re-resolves
+    the name and routes by adapter across them."""
+    for extra, replicas in (((), 1), (("--set", "engine.replicas=4"), 4)):
+        docs = render(*extra)
+        assert one(docs, "Deployment", "engine")["spec"]["replicas"] == replicas
+        headless = one(docs, "Service", "engine-headless")["spec"]
+        assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is False
+        assert headless["selector"] == one(docs, "Service", "engine")["spec"]["selector"]
+        assert [(p["port"], p["targetPort"]) for p in headless["ports"]] == [(8100, "http")]
+        env = env_of(container(one(docs, "Deployment", "gateway")))
+        assert env["LORAPLEX_ENGINE_DNS"] == f"{RELEASE}-loraplex-engine-headless.ml.svc:8100"
+        assert env["LORAPLEX_GATEWAY_ROUTING"] == "affinity"
+        assert env["LORAPLEX_ENGINE_POLL_SECONDS"] == "2"
+        assert env["LORAPLEX_GATEWAY_SPILL_QUEUE"] == "32"
+        assert env["LORAPLEX_GATEWAY_MAX_REPLICAS"] == "3"
+        assert "LORAPLEX_ENGINE_DNS" not in env_of(container(one(docs, "Deployment", "engine")))
+    gpu = render("-f", str(GPU_VALUES))
+    assert one(gpu, "Deployment", "engine")["spec"]["replicas"] == 2
+    policy = one(gpu, "NetworkPolicy", "engine")["spec"]  # pod to pod: the same policy applies
+    assert (
+        policy["podSelector"]["matchLabels"]
+        == one(gpu, "Service", "engine-headless")["spec"]["selector"]
+    )
+    random = render("--set", "gateway.routing.mode=random")
+    assert env_of(container(one(random, "Deployment", "gateway")))["LORAPLEX_GATEWAY_ROUTING"] == (
+        "random"
+    )
+
+
 def test_audit_key_reaches_every_audit_writer(render: Any) -> None:
     """Production refuses to start without LORAPLEX_AUDIT_KEY_FILE: every process gets the path,
     the ones that write audit events (registry, workers, the gateway's fine-tuning routes) get
@@ -213,7 +245,8 @@ def test_audit_key_reaches_every_audit_writer(render: Any) -> None:
     assert env_of(container(one(docs, "Job", "migrations")))["LORAPLEX_AUDIT_KEY_FILE"] == path
     external = render("-f", str(GPU_VALUES))
     volume = [
-        v for v in one(external, "Deployment", "registry")["spec"]["template"]["spec"]["volumes"]
+        v
+        for v in one(external, "Deployment", "registry")["spec"]["template"]["spec"]["volumes"]
         if v["name"] == "audit-key"
     ]
     assert volume[0]["secret"]["secretName"] == "loraplex-audit"
@@ -276,6 +309,8 @@ def test_gateway_replicas_without_autoscaler(render: Any) -> None:
         ("engine.gpu.count=0", "/engine/gpu/count"),
         ("registry.replica=3", "additional properties 'replica'"),
         ("gateway.workers=2", "/gateway/workers"),  # one process owns the metrics port
+        ("gateway.routing.mode=round-robin", "/gateway/routing/mode"),
+        ("gateway.routing.maxReplicas=0", "/gateway/routing/maxReplicas"),
     ],
 )
 def test_schema_rejects(helm: Path, helm_home: Path, override: str, message: str) -> None:

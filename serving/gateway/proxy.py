@@ -5,9 +5,12 @@ so every request's tokens are recorded; when the caller did not ask for it, that
 taken out again, so the caller receives exactly the stream it would have received directly.
 
 A request whose connection failed before the response head arrived (refused, or closed/reset
-before any status line: typically a pooled keep-alive connection the engine had closed) never
-reached generation, so it is sent once more, on a fresh connection. Nothing else is replayed: not
-a timeout, not a response cut after its head (the engine may have started generating).
+before any status line: a pooled keep-alive connection the engine had closed, or an engine that
+died before answering) has given the caller nothing yet, so it is sent once more: by
+`EngineClient` (one engine) on a fresh connection, by the engine pool (engines.py) to another
+engine when there is one. Nothing else is replayed: not a timeout, not a response cut after its
+head (the engine may have started generating; the caller may have received part of a stream).
+A stream cut after its head is logged and counted per engine, and recorded as a 502.
 
 Tool calls are counted for usage on the way: from a whole answer's `message.tool_calls`, and in
 a stream from the distinct (choice, call) `index` pairs of `delta.tool_calls` (only events that
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,12 +32,15 @@ import httpx
 import orjson
 import structlog
 
+from serving.gateway import metrics
 from serving.gateway.answers import Answer
 
 log = structlog.get_logger(__name__)
 
 # Raised by `send` before a response head: the engine cannot have started on the request.
 NOT_STARTED = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# (path, body, request_id, out) -> the engine's response, head read, body not yet
+Send = Callable[[str, dict[str, Any], str, "Outcome"], Awaitable[httpx.Response]]
 
 
 @dataclass
@@ -49,6 +55,7 @@ class Outcome:
     # (choice index, call index) of each tool call seen in a stream's deltas
     call_keys: set[tuple[int, int]] = field(default_factory=set)
     answer: Answer | None = None  # set when the request is captured in full
+    engine: str = ""  # host:port of the engine that answered (pool)
 
     def take_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
@@ -95,6 +102,8 @@ def engine_error_message(content: bytes) -> str:
 
 
 class EngineClient:
+    """One engine's connections: a keep-alive pool, and fresh connections for the retry."""
+
     def __init__(self, base_url: str, api_key: str, timeout: float) -> None:
         self.http = httpx.AsyncClient(
             base_url=base_url,
@@ -117,17 +126,23 @@ class EngineClient:
         await self.http.aclose()
         await self.fresh.aclose()
 
-    async def _send(self, path: str, body: dict[str, Any], request_id: str) -> httpx.Response:
-        """POSTs `body` and returns the response once its head arrived (body not yet read)."""
+    async def post(
+        self, path: str, body: dict[str, Any], request_id: str, *, fresh: bool = False
+    ) -> httpx.Response:
+        """POSTs `body` once and returns the response once its head arrived (body not read)."""
+        client = self.fresh if fresh else self.http
         headers = {"content-type": "application/json", "x-request-id": request_id}
-        content = orjson.dumps(body)
+        req = client.build_request("POST", path, content=orjson.dumps(body), headers=headers)
+        return await client.send(req, stream=True)
+
+    async def _send(
+        self, path: str, body: dict[str, Any], request_id: str, out: Outcome
+    ) -> httpx.Response:
         try:
-            req = self.http.build_request("POST", path, content=content, headers=headers)
-            return await self.http.send(req, stream=True)
+            return await self.post(path, body, request_id)
         except NOT_STARTED as exc:
             log.info("gateway.engine_retry", request_id=request_id, error=repr(exc))
-        req = self.fresh.build_request("POST", path, content=content, headers=headers)
-        return await self.fresh.send(req, stream=True)
+        return await self.post(path, body, request_id, fresh=True)
 
     async def healthy(self) -> bool:
         try:
@@ -138,61 +153,87 @@ class EngineClient:
     async def complete(
         self, path: str, body: dict[str, Any], request_id: str, out: Outcome
     ) -> tuple[int, bytes]:
-        started = time.perf_counter()
-        r = await self._send(path, body, request_id)
-        try:
-            content = await r.aread()
-        finally:
-            await r.aclose()
-        out.first_byte_s = time.perf_counter() - started
-        out.status = r.status_code
-        if r.status_code == 200:
-            with contextlib.suppress(orjson.JSONDecodeError):
-                out.take_answer(orjson.loads(content))
-        else:
-            out.engine_error = engine_error_message(content)
-        return r.status_code, content
+        return await complete(self._send, path, body, request_id, out)
 
     async def open_stream(
         self, path: str, body: dict[str, Any], request_id: str, out: Outcome
     ) -> httpx.Response:
-        options = body.get("stream_options")
-        caller_wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        out.extra["strip_usage"] = not caller_wants_usage
-        if not caller_wants_usage:
-            body = {**body, "stream_options": {**(options or {}), "include_usage": True}}
-        started = time.perf_counter()
-        r = await self._send(path, body, request_id)
-        out.status = r.status_code
-        out.extra["started"] = started
-        if r.status_code != 200:
-            content = await r.aread()
-            await r.aclose()
-            out.engine_error = engine_error_message(content)
-            out.extra["content"] = content
-        return r
+        return await open_stream(self._send, path, body, request_id, out)
 
     @staticmethod
-    async def relay(
-        r: httpx.Response, out: Outcome, done: Callable[[], None]
-    ) -> AsyncIterator[bytes]:
-        """Yield the engine's SSE bytes, event by event; note usage and tool calls on the way."""
-        strip = bool(out.extra.get("strip_usage"))
-        buf = b""
-        try:
-            async for chunk in r.aiter_raw():
-                if out.first_byte_s is None:
-                    out.first_byte_s = time.perf_counter() - out.extra["started"]
-                buf += chunk
-                *events, buf = buf.split(b"\n\n")
-                keep = [e for e in events if not _usage_event(e, out, strip)]
-                if keep:
-                    yield b"".join(e + b"\n\n" for e in keep)
-            if buf:
-                yield buf
-        finally:
-            await r.aclose()
-            done()
+    def relay(r: httpx.Response, out: Outcome, done: Callable[[], None]) -> AsyncIterator[bytes]:
+        return relay(r, out, done)
+
+
+async def complete(
+    send: Send, path: str, body: dict[str, Any], request_id: str, out: Outcome
+) -> tuple[int, bytes]:
+    """A whole answer: status and body; usage, tool calls (and the answer) noted in `out`."""
+    started = time.perf_counter()
+    r = await send(path, body, request_id, out)
+    try:
+        content = await r.aread()
+    finally:
+        await r.aclose()
+    out.first_byte_s = time.perf_counter() - started
+    out.status = r.status_code
+    if r.status_code == 200:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            out.take_answer(orjson.loads(content))
+    else:
+        out.engine_error = engine_error_message(content)
+    return r.status_code, content
+
+
+async def open_stream(
+    send: Send, path: str, body: dict[str, Any], request_id: str, out: Outcome
+) -> httpx.Response:
+    """A stream's response, head read; a refusal's body is read into `out.extra["content"]`."""
+    options = body.get("stream_options")
+    caller_wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    out.extra["strip_usage"] = not caller_wants_usage
+    if not caller_wants_usage:
+        body = {**body, "stream_options": {**(options or {}), "include_usage": True}}
+    started = time.perf_counter()
+    r = await send(path, body, request_id, out)
+    out.status = r.status_code
+    out.extra["started"] = started
+    if r.status_code != 200:
+        content = await r.aread()
+        await r.aclose()
+        out.engine_error = engine_error_message(content)
+        out.extra["content"] = content
+    return r
+
+
+async def relay(r: httpx.Response, out: Outcome, done: Callable[[], None]) -> AsyncIterator[bytes]:
+    """Yield the engine's SSE bytes, event by event; note usage and tool calls on the way."""
+    strip = bool(out.extra.get("strip_usage"))
+    buf = b""
+    try:
+        async for chunk in r.aiter_raw():
+            if out.first_byte_s is None:
+                out.first_byte_s = time.perf_counter() - out.extra["started"]
+            buf += chunk
+            *events, buf = buf.split(b"\n\n")
+            keep = [e for e in events if not _usage_event(e, out, strip)]
+            if keep:
+                yield b"".join(e + b"\n\n" for e in keep)
+        if buf:
+            yield buf
+    except httpx.HTTPError as exc:  # the caller has the head: nothing can be replayed
+        out.status, out.engine_error = 502, f"stream cut: {exc!r}"
+        metrics.STREAM_FAILURES.labels(out.engine or "engine").inc()
+        log.warning(
+            "gateway.stream_cut",
+            engine=out.engine,
+            after_first_byte=out.first_byte_s is not None,
+            error=repr(exc),
+        )
+        raise
+    finally:
+        await r.aclose()
+        done()
 
 
 def _usage_event(event: bytes, out: Outcome, strip: bool) -> bool:
