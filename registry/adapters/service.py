@@ -17,6 +17,7 @@ from registry.base_models.repository import BaseModelRepository
 from registry.db import utcnow
 from registry.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from registry.models import Adapter, BaseModel, Tenant
+from registry.notify import announce
 from registry.settings import Settings
 from registry.tenants.repository import TenantRepository
 
@@ -121,6 +122,7 @@ class AdapterService:
         adapter = self.get(session, tenant=tenant, name=name)
         if adapter.archived_at is None:
             adapter.archived_at = utcnow()
+            announce(session, tenant.id, adapter.id)  # its names stop resolving at once
             audit.record(
                 session,
                 actor=actor,

@@ -19,6 +19,7 @@ from registry.aliases.repository import AliasRepository
 from registry.base_models.repository import BaseModelRepository
 from registry.errors import NotFound, require
 from registry.models import Adapter, AdapterVersion, Dataset, Tenant
+from registry.notify import announce
 
 CODE_VERSION = package_version("loraplex")
 
@@ -81,6 +82,7 @@ class VersionService:
                 raise NotFound(f"dataset '{dataset.id}' not found")
             repo.link_dataset(version.id, dataset.id, role)
         session.flush()
+        announce(session, adapter.tenant_id, adapter.id)  # `name@vN` exists from the commit on
         return version
 
     def default_parent(self, session: Session, *, adapter: Adapter) -> AdapterVersion | None:

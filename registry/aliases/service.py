@@ -19,6 +19,7 @@ from registry.auth.principal import Principal
 from registry.db import utcnow
 from registry.errors import Conflict, Forbidden, NotFound, Unprocessable
 from registry.models import Adapter, Alias, AliasEvent, Tenant
+from registry.notify import announce
 
 
 class AliasService:
@@ -129,6 +130,7 @@ class AliasService:
             )
         )
         session.flush()
+        announce(session, tenant.id, adapter.id)  # gateways drop the cached route on commit
         audit.record(
             session,
             actor=actor,

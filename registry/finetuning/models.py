@@ -28,6 +28,7 @@ from registry.finetuning.errors import OpenAIError
 from registry.models import Adapter, Alias, BaseModel, Tenant, TrainingJob
 from registry.models.enums import JobStatus
 from registry.models.finetuning import FineTuningJob, TrainingCheckpoint
+from registry.notify import announce
 
 log = structlog.get_logger(__name__)
 PLATFORM = "loraplex"
@@ -176,6 +177,7 @@ def delete(session: Session, *, actor: Principal, tenant: Tenant, model: str) ->
     job, training = found
     job.model_deleted_at = utcnow()
     session.flush()
+    announce(session, tenant.id, training.adapter_id)  # gateways stop serving it at once
     audit.record(
         session,
         actor=actor,

@@ -20,6 +20,7 @@ from registry.db import utcnow
 from registry.errors import Inconsistent, require
 from registry.models import Adapter, AdapterVersion, TrainingCheckpoint, TrainingJob
 from registry.models.enums import JobKind, JobStatus, VersionStatus
+from registry.notify import announce
 from registry.training.repository import PlatformJobRepository, TrainingJobRepository
 from registry.training.service import add_event
 
@@ -85,7 +86,7 @@ class JobLifecycle:
         job.started_at = job.started_at or now
         job.error = ""
         if job.kind == JobKind.TRAIN:  # an evaluate job scores a ready version: it stays ready
-            self.version(session, job).status = VersionStatus.TRAINING
+            moved(session, self.version(session, job), VersionStatus.TRAINING)
         add_event(session, job, "started", f"attempt {job.attempts} on {worker}", worker=worker)
         session.flush()
         return Claim("claimed", job)
@@ -120,7 +121,7 @@ class JobLifecycle:
         waits, with no worker and no lease (the reaper leaves it alone), for a resume."""
         job.status, job.resume_key, job.pause_requested = JobStatus.PAUSED, resume_key, False
         job.worker, job.lease_expires_at = None, None
-        self.version(session, job).status = VersionStatus.QUEUED
+        moved(session, self.version(session, job), VersionStatus.QUEUED)
         add_event(
             session,
             job,
@@ -204,7 +205,7 @@ class JobLifecycle:
         version = self.version(session, job)
         version.artifact_prefix, version.manifest = prefix, manifest
         version.manifest_digest, version.size_bytes = manifest_digest, size_bytes
-        version.status = VersionStatus.EVALUATING
+        moved(session, version, VersionStatus.EVALUATING)
         add_event(
             session, job, "artifact", f"stored under {prefix}", manifest_digest=manifest_digest
         )
@@ -213,7 +214,8 @@ class JobLifecycle:
 
     def mark_ready(self, session: Session, *, job: TrainingJob) -> AdapterVersion:
         version = self.version(session, job)
-        version.status, version.ready_at = VersionStatus.READY, utcnow()
+        moved(session, version, VersionStatus.READY)
+        version.ready_at = utcnow()
         session.flush()
         return version
 
@@ -232,7 +234,7 @@ class JobLifecycle:
         if job.kind == JobKind.TRAIN:
             self.drop_checkpoints(session, job=job)  # their objects go with the artifact
             version = self.version(session, job)
-            version.status, version.status_message = VersionStatus.CANCELLED, "job cancelled"
+            moved(session, version, VersionStatus.CANCELLED, "job cancelled")
             version.artifact_prefix = version.manifest = version.manifest_digest = None
         add_event(session, job, "cancelled", f"by {by}" if by else "stopped at the next step")
         session.flush()
@@ -246,7 +248,7 @@ class JobLifecycle:
         if retryable and job.attempts < job.max_attempts and not job.cancel_requested:
             job.status = JobStatus.QUEUED
             if training:
-                version.status = VersionStatus.QUEUED
+                moved(session, version, VersionStatus.QUEUED)
             add_event(
                 session,
                 job,
@@ -259,7 +261,7 @@ class JobLifecycle:
         job.pause_requested, job.resume_key = False, None
         if training:
             self.drop_checkpoints(session, job=job)  # their objects go with the artifact
-            version.status, version.status_message = VersionStatus.FAILED, error[:2000]
+            moved(session, version, VersionStatus.FAILED, error[:2000])
             version.artifact_prefix = version.manifest = version.manifest_digest = None
         add_event(session, job, "failed", error[:2000])
         session.flush()
@@ -292,6 +294,16 @@ class JobLifecycle:
             job.updated_at = now
         session.flush()
         return [j.id for j in jobs]
+
+
+def moved(
+    session: Session, version: AdapterVersion, status: VersionStatus, message: str | None = None
+) -> None:
+    """A version's status changes, and with it what the gateways answer for `name@vN`."""
+    version.status = status
+    if message is not None:
+        version.status_message = message
+    announce(session, version.tenant_id, version.adapter_id)
 
 
 def artifact_prefix(job: TrainingJob) -> str:

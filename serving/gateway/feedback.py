@@ -70,7 +70,7 @@ async def post_feedback(request: Request) -> JSONResponse:
 
     state = request.app.state
     caller = await _caller(request)
-    wait = state.limiter.take(str(caller.tenant_id))
+    wait = await state.limiter.take(str(caller.tenant_id))
     if wait > 0:
         metrics.REJECTED.labels("rate_limit").inc()
         return errors.rate_limited(wait).response()

@@ -1,12 +1,18 @@
 """Token buckets per key: per tenant (requests, generated tokens) and per client address (failed
 auth). Per gateway process: with N replicas a key gets up to N x. At most `max_keys` buckets are
-kept (least recently used go first; a dropped bucket comes back full, as an idle one would be)."""
+kept (least recently used go first; a dropped bucket comes back full, as an idle one would be).
+
+The tenant buckets are reached through `Buckets`, an async interface: `LocalBuckets` (these, per
+process) or, with Redis configured, `ratelimit_redis.RedisBuckets` (shared by every replica).
+Failed-auth buckets stay per process.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from cachetools import LRUCache
 
@@ -59,3 +65,48 @@ class RateLimiter:
         later requests wait out."""
         b = self._bucket(key)
         b.tokens = min(float(self.burst), b.tokens + tokens)
+
+
+class Buckets(Protocol):
+    """Per-tenant buckets as the gateway uses them, from the event loop."""
+
+    @property
+    def burst(self) -> int: ...
+
+    async def take(self, key: str, cost: float = 1.0) -> float:
+        """0 and `cost` taken, or the seconds to wait (taking none); see `RateLimiter.take`."""
+        ...
+
+    async def give(self, key: str, tokens: float) -> None:
+        """Give back, or (negative) charge a debt; see `RateLimiter.give`."""
+        ...
+
+    def settle(self, key: str, tokens: float) -> None:
+        """`give`, without waiting for it (from a synchronous callback on the event loop)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class LocalBuckets:
+    """`RateLimiter` (this process's buckets) behind `Buckets`."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+
+    @property
+    def burst(self) -> int:
+        return self.limiter.burst
+
+    async def take(self, key: str, cost: float = 1.0) -> float:
+        return self.limiter.take(key, cost)
+
+    async def give(self, key: str, tokens: float) -> None:
+        self.limiter.give(key, tokens)
+
+    def settle(self, key: str, tokens: float) -> None:
+        if tokens:
+            self.limiter.give(key, tokens)
+
+    async def close(self) -> None:
+        return None

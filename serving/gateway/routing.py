@@ -4,9 +4,10 @@
 version number. Parsing and lookup are the registry's (`registry.adapters.resolve`); this module
 turns its errors into OpenAI's shapes. Only the caller's tenant is searched, so another tenant's
 adapter is exactly as invisible as one that does not exist. Results (found or not) are reused
-for `gateway_resolve_ttl_seconds` (default 0.5 s): an alias move reaches the gateway within that.
+for `gateway_resolve_ttl_seconds` (default 0.5 s): an alias move reaches the gateway within that,
+or at once on PostgreSQL, where the registry announces it and `invalidate` drops the tenant's.
 The adapter's traffic capture settings are read in the same session and cached with the route,
-so a capture change reaches the gateway just as fast, at no extra query per request.
+so a capture change reaches the gateway within the TTL, at no extra query per request.
 
 A fine-tuned model's name (`ft:<base>:<tenant>:<suffix>:<id>`, OpenAI's pattern) is the version
 its job produced, promoted or not; `...:ckpt-step-N` that job's checkpoint, which the engine
@@ -144,7 +145,12 @@ class Router:
         )
 
     def invalidate(self, tenant_id: uuid.UUID | None) -> None:
-        """Drop cached routes (being written: issue 19, push promotion)."""
+        """Drop the cached routes of a tenant (None: every tenant's), found or not: a change was
+        pushed (`serving.gateway.notify`). A lookup in flight does not store what it read."""
+        if tenant_id is None:
+            self._memo.drop()
+        else:
+            self._memo.drop(lambda key: key[0] == tenant_id)
 
     async def route(self, tenant_id: uuid.UUID, model: object) -> Route:
         ref = parse_model(model)  # 400 before any lookup
