@@ -16,6 +16,7 @@ from cli import (
     remote_evals,
     remote_feedback,
     remote_ops,
+    remote_splits,
     remote_teachers,
     remote_traffic,
     up,
@@ -51,6 +52,7 @@ app.command("train")(remote.train)
 app.command("versions")(remote.versions)
 app.command("promote")(remote.promote)
 app.command("rollback")(remote.rollback)
+app.add_typer(remote_splits.split_app, name="split")
 app.add_typer(remote.schedule_app, name="schedule")
 app.add_typer(remote.drift_app, name="drift-policy")
 app.command("lineage")(lineage_view.lineage)

@@ -32,6 +32,7 @@ from registry.lineage.endpoints import router as lineage_router
 from registry.logging import RequestLogMiddleware
 from registry.schedules.endpoints import router as schedules_router
 from registry.settings import Settings
+from registry.splits.endpoints import router as splits_router
 from registry.storage import open_configured_store
 from registry.suites.endpoints import router as suites_router
 from registry.suites.pin_endpoints import router as suite_pins_router
@@ -102,6 +103,7 @@ def create_app(
         base_models_router,
         adapters_router,
         aliases_router,
+        splits_router,
         evals_router,
         lineage_router,
         training_router,

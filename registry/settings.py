@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -176,6 +177,44 @@ class Settings(BaseSettings):
     # The gateway's /metrics (tenant labels) on an internal port only; None: not served.
     gateway_metrics_host: str = Field(default="127.0.0.1", description="metrics listen address")
     gateway_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # Issue 19, global limits (H6): per-tenant request and token buckets shared by every gateway
+    # replica through Redis. None: the broker's URL when it is redis://; "": per process.
+    gateway_redis_url: str | None = Field(
+        default=None, description="Redis for shared rate limits; default: a redis:// broker"
+    )
+    # Issue 19, engines and routing (H5): the engines the gateway spreads a base model's
+    # traffic over (serving/gateway/engines.py, balance.py). A list, or the DNS name of a
+    # headless Service re-resolved periodically; neither: the one `resolved_engine_url`.
+    engine_urls: str | None = Field(
+        default=None, description="comma-separated engine base URLs; default: engine_url"
+    )
+    engine_dns: str | None = Field(
+        default=None, description="host:port of a headless Service, one engine per address"
+    )
+    engine_dns_refresh_seconds: float = Field(default=10.0, gt=0, le=3600)
+    engine_poll_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="how often each engine's health, load and resident adapters are read",
+    )
+    gateway_routing: Literal["affinity", "random", "least-loaded"] = Field(
+        default="affinity",
+        description="affinity: rendezvous by adapter version (random and "
+        "least-loaded: baselines for benches)",
+    )
+    gateway_spill_queue: int = Field(
+        default=32,
+        ge=0,
+        description="waiting + running requests on a version's engines past "
+        "which a request goes to the least-loaded engine",
+    )
+    gateway_replica_rps: float = Field(
+        default=20.0, gt=0, description="a version's requests per second per engine it is on"
+    )
+    gateway_max_replicas: int = Field(
+        default=3, ge=1, description="most engines one version is spread over"
+    )
     traffic_sample_rate: float = Field(
         default=0.1, ge=0.0, le=1.0, description="share of prompts kept in the traffic log"
     )
@@ -188,6 +227,11 @@ class Settings(BaseSettings):
     )
     curation_max_traces: int = Field(
         default=20_000, ge=1, description="traces one curated dataset may read"
+    )
+    # Issue 19, traffic splits (H7): how often the automatic rollback check of traffic splits
+    # runs (beat, or the embedded server's in-process queue); 0: never.
+    split_check_seconds: int = Field(
+        default=30, ge=0, description="how often splits are checked for rollback; 0: never"
     )
     # Teacher keys: a file named after the secret in this directory (a mounted Kubernetes
     # secret), else an environment variable of that name.
@@ -214,6 +258,45 @@ class Settings(BaseSettings):
                     "production refuses development defaults; set " + ", ".join(missing)
                 )
         return self
+
+    @model_validator(mode="after")
+    def _check_engine_pool(self) -> Settings:
+        """Engines (issue 19, H5): one way to name them, each URL or address well formed."""
+        if self.engine_urls is not None and self.engine_dns is not None:
+            raise ValueError("set LORAPLEX_ENGINE_URLS or LORAPLEX_ENGINE_DNS, not both")
+        if self.engine_urls is not None:
+            urls = [u.strip().rstrip("/") for u in self.engine_urls.split(",")]
+            for url in urls:
+                parsed = urlsplit(url)
+                if (
+                    parsed.scheme not in ("http", "https")
+                    or not parsed.hostname
+                    or (parsed.path or parsed.query)
+                ):
+                    raise ValueError(
+                        f"LORAPLEX_ENGINE_URLS: {url!r} is not an engine base URL like "
+                        "http://10.0.0.5:8100 (comma-separated)"
+                    )
+            if len(set(urls)) != len(urls):
+                raise ValueError("LORAPLEX_ENGINE_URLS names an engine twice")
+        if self.engine_dns is not None:
+            host, _, port = self.engine_dns.rpartition(":")
+            if not host or "/" in host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(
+                    f"LORAPLEX_ENGINE_DNS: {self.engine_dns!r} is not host:port, e.g. "
+                    "loraplex-engine-headless.ml.svc:8100"
+                )
+        return self
+
+    @property
+    def resolved_engine_urls(self) -> list[str]:
+        """The engines named by URL (issue 19): LORAPLEX_ENGINE_URLS, else the one engine_url;
+        empty when they are discovered through LORAPLEX_ENGINE_DNS."""
+        if self.engine_dns is not None:
+            return []
+        if self.engine_urls is not None:
+            return [u.strip().rstrip("/") for u in self.engine_urls.split(",")]
+        return [self.resolved_engine_url]
 
     @property
     def token_endpoint_allows_http(self) -> bool:
@@ -256,6 +339,14 @@ class Settings(BaseSettings):
     @property
     def resolved_audit_key_file(self) -> Path:
         return self.audit_key_file or self.home_dir / "keys" / "audit-hmac.key"
+
+    @property
+    def resolved_gateway_redis_url(self) -> str | None:
+        """Where the gateways share their rate limits (issue 19); None: per process."""
+        if self.gateway_redis_url is not None:
+            return self.gateway_redis_url or None
+        broker = self.broker_url or ""
+        return broker if broker.startswith(("redis://", "rediss://")) else None
 
 
 @lru_cache(maxsize=1)

@@ -24,7 +24,17 @@ DRIFT = "loraplex.compute_drift"
 AUDIT_ANCHOR = "loraplex.audit_anchor"
 TRAFFIC_RETENTION = "loraplex.traffic_retention"
 LABEL = "loraplex.label"
-TASK_NAMES = (TRAIN, REAP, SCHEDULE_TICK, DRIFT, AUDIT_ANCHOR, TRAFFIC_RETENTION, LABEL)
+SPLIT_CHECK = "loraplex.check_splits"
+TASK_NAMES = (
+    TRAIN,
+    REAP,
+    SCHEDULE_TICK,
+    DRIFT,
+    AUDIT_ANCHOR,
+    TRAFFIC_RETENTION,
+    LABEL,
+    SPLIT_CHECK,
+)
 QUEUES = {TRAIN: "training"}  # everything else: "default"
 
 
@@ -45,6 +55,8 @@ def periodic_tasks(settings: Settings) -> list[tuple[str, str, float]]:
     if settings.traffic_retention_interval_seconds:
         every = float(settings.traffic_retention_interval_seconds)
         out.append(("expire-traces", TRAFFIC_RETENTION, every))
+    if settings.split_check_seconds:
+        out.append(("check-splits", SPLIT_CHECK, float(settings.split_check_seconds)))
     return out
 
 

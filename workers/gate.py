@@ -1,5 +1,6 @@
 """After training: store the evals (new version, base model, current production; held-out and
-every eval suite) and let the adapter's promotion policy decide whether `production` moves."""
+every eval suite) and let the adapter's promotion policy decide whether `production` moves (or,
+with `canary_percent`, whether the candidate gets that share of production's traffic)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from registry.db import utcnow
 from registry.evals.schemas import EvalCreate
 from registry.evals.service import evals
 from registry.models import Adapter, AdapterVersion, Tenant
+from registry.splits.schemas import RollbackPolicy
+from registry.splits.service import splits
 from registry.training.lifecycle import lifecycle
 from registry.training.service import add_event
 from workers.inputs import JobInputs
@@ -117,35 +120,91 @@ def record_and_decide(
     gate = decision
     if decision.promote and moved:
         decision = Decision(False, "production moved while this version was evaluated", [])
-    store_gate(version, gate, policy, promoted=decision.promote)
-    alias = "production" if decision.promote else "candidate"
+    canary = policy.canary_percent if decision.promote and current is not None else 0
+    store_gate(version, gate, policy, promoted=decision.promote and not canary, canary=canary)
+    kind = move_aliases(
+        session,
+        actor=actor,
+        tenant=tenant,
+        adapter=adapter,
+        number=number,
+        decision=decision,
+        canary=canary,
+        job_id=str(job.id),
+    )
+    if kind == "canary_started":
+        decision = Decision(
+            False,
+            f"canary: v{number} takes {canary}% of production's traffic (split "
+            f"production/candidate, rolled back automatically if worse); {decision.reason}",
+            decision.checks,
+        )
+    add_event(
+        session,
+        job,
+        kind,
+        decision.reason,
+        policy=policy.mode,
+        checks=decision.checks,
+        **({"canary_percent": canary} if canary else {}),
+    )
+    return decision
+
+
+def move_aliases(
+    session: Session,
+    *,
+    actor: Principal,
+    tenant: Tenant,
+    adapter: Adapter,
+    number: int,
+    decision: Decision,
+    canary: int,
+    job_id: str,
+) -> str:
+    """Where the gate's decision puts version `number`: `production` (a win), or `candidate`
+    (a loss; or a win under a canary policy, with a split production/candidate of `canary`
+    percent). The job event's kind."""
+    why = f"job {job_id}: {decision.reason}"[:2000]
+    promote = decision.promote and not canary
     aliases.set(
         session,
         actor=actor,
         tenant=tenant,
         adapter=adapter,
-        alias=alias,
+        alias="production" if promote else "candidate",
         number=number,
-        reason=f"job {job.id}: {decision.reason}",
+        reason=why,
     )
-    add_event(
+    if not decision.promote:
+        return "not_promoted"
+    if not canary:
+        return "promoted"
+    splits.set(
         session,
-        job,
-        "promoted" if decision.promote else "not_promoted",
-        decision.reason,
-        policy=policy.mode,
-        checks=decision.checks,
+        actor=actor,
+        tenant=tenant,
+        adapter=adapter,
+        weights={"production": 100 - canary, "candidate": canary},
+        reason=f"job {job_id}: canary at {canary}%: {decision.reason}"[:2000],
+        rollback=RollbackPolicy(),
     )
-    return decision
+    return "canary_started"
 
 
 def store_gate(
-    version: AdapterVersion, decision: Decision, policy: PromotionPolicy, *, promoted: bool
+    version: AdapterVersion,
+    decision: Decision,
+    policy: PromotionPolicy,
+    *,
+    promoted: bool,
+    canary: int = 0,
 ) -> None:
     """Kept on the version: a later manual promotion of a version that failed is an override."""
     version.gate = {
         "passed": decision.passed,
         "promote": promoted,
+        **({"canary_percent": canary} if canary else {}),
         "reason": decision.reason,
         "checks": decision.checks,
         "policy": policy.mode,

@@ -14,6 +14,7 @@ from registry.tasks import (
     LABEL,
     REAP,
     SCHEDULE_TICK,
+    SPLIT_CHECK,
     TASK_NAMES,
     TRAFFIC_RETENTION,
     TRAIN,
@@ -70,6 +71,12 @@ def _label(ctx: WorkerContext, args: Sequence[Any], host: str) -> object:
     return None
 
 
+def _splits(ctx: WorkerContext, args: Sequence[Any], host: str) -> object:
+    from registry.splits.rollback import check_splits
+
+    return dataclasses.asdict(check_splits(ctx.session, actor=ctx.actor))
+
+
 Handler = Callable[[WorkerContext, Sequence[Any], str], object]
 TASKS: dict[str, Handler] = {
     TRAIN: _train,
@@ -79,6 +86,7 @@ TASKS: dict[str, Handler] = {
     AUDIT_ANCHOR: _anchor,
     TRAFFIC_RETENTION: _retention,
     LABEL: _label,
+    SPLIT_CHECK: _splits,
 }
 if set(TASKS) != set(TASK_NAMES):  # a name sent by the registry that nothing would run
     raise RuntimeError(f"task table out of step with registry.tasks: {sorted(TASKS)}")

@@ -63,7 +63,8 @@ class PromotionPolicy(BaseModel):
 
     The primary metric is `primary` (a suite and metric) or, when that is unset, the held-out
     `primary_metric`; `guard_metrics` with `tolerance` guard the held-out scores, `guards` any
-    suite's (absolute, in each metric's own units)."""
+    suite's (absolute, in each metric's own units). With `canary_percent`, a win starts a canary
+    (workers/gate.py) instead of moving `production`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -88,6 +89,14 @@ class PromotionPolicy(BaseModel):
         allow_inf_nan=False,
         description="allowed drop below the base model on its general suite (null: the base "
         "model's own setting)",
+    )
+    canary_percent: int = Field(
+        default=0,
+        ge=0,
+        le=99,
+        description="a winning candidate gets the `candidate` alias and this share of "
+        "production's traffic (a traffic split production/candidate, sticky per end user, "
+        "rolled back automatically if worse) instead of all of it; 0: production moves at once",
     )
 
     @model_validator(mode="after")

@@ -7,7 +7,16 @@ from fastapi.responses import RedirectResponse, Response
 
 from registry.errors import NotFound
 
-from . import actions, audit_pages, drift_pages, eval_pages, job_pages, tenant_pages, version_pages
+from . import (
+    actions,
+    audit_pages,
+    drift_pages,
+    eval_pages,
+    job_pages,
+    split_actions,
+    tenant_pages,
+    version_pages,
+)
 from .render import STATIC_DIR, ConsoleRoute
 from .session import PATH, Caller
 from .session import router as session_router
@@ -53,6 +62,7 @@ for sub in (
     drift_pages.router,
     audit_pages.router,
     actions.router,
+    split_actions.router,
     fallback_router,  # last: it matches every path
 ):
     router.include_router(sub)

@@ -3,7 +3,8 @@ traffic split, and the promote / roll back forms (which post to the alias action
 
 A fixed number of statements whatever the number of versions: the adapter, its base model's
 name, the versions' columns, their held-out losses, the aliases, the roll-back target, the
-schedule and the drift policy.
+schedule, the drift policy, the traffic split (and production's version) and the split's last
+automatic change.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from registry.dependencies import SessionDep, TenantContext
 from registry.drift.repository import DriftRepository
 from registry.models.enums import VersionStatus
 from registry.schedules.repository import ScheduleRepository
+from registry.splits.repository import SplitRepository
+from registry.splits.schemas import RollbackPolicy
+from registry.splits.service import splits
 
 from . import tenant_queries as queries
 from .render import ConsoleRoute, page
@@ -34,6 +38,8 @@ FLASH = {
     "promoted": "Promoted: production now points at the version you chose.",
     "rolled-back": "Rolled back: production points at the previous ready version.",
     "cancelled": "Cancel requested: the job stops (or has stopped) and the reason is recorded.",
+    "split-set": "Traffic split set: production's traffic is shared as shown below.",
+    "split-cleared": "Traffic split cleared: production takes all traffic.",
 }
 
 TenantRead = Annotated[TenantContext, Depends(tenant_page(sc.ADAPTERS_READ))]
@@ -79,6 +85,7 @@ def adapter_page(request: Request, ctx: TenantRead, name: str, session: SessionD
         aliases_of.setdefault(a.version, []).append(a.alias)
     schedule = ScheduleRepository(session, tenant.id).get(adapter.id)
     drift = DriftRepository(session, tenant.id).policy(adapter.id)
+    split = splits.get(session, tenant=tenant, adapter=adapter)
     caller = request.state.console
     can_promote = (
         caller.can(sc.ADAPTERS_WRITE) and not tenant.disabled and adapter.archived_at is None
@@ -103,5 +110,8 @@ def adapter_page(request: Request, ctx: TenantRead, name: str, session: SessionD
         schedule=schedule,
         drift=drift,
         can_promote=can_promote,
+        split=split,
+        split_policy=split.rollback or (None if split.started_at else RollbackPolicy()),
+        last_rollback=SplitRepository(session, tenant.id).last_automatic(adapter.id),
         flash=FLASH.get(request.query_params.get("done", "")),
     )

@@ -2,12 +2,12 @@
 
 Mapping: versions, datasets, base models, evals, the traffic a dataset was curated from and the
 teacher answers a dataset was labelled with (the dataset wasDerivedFrom them) are entities;
-training jobs, uploads, alias moves, serving periods and the triggers of automatic retrains (a
-scheduled run, a drift check: the job wasInformedBy it) are activities; creators are agents. In
-PROV only an activity `used` something, so "version used dataset" becomes: the version's
-generating activity (its job, or its upload) used the dataset, and the version wasDerivedFrom
-the dataset through that activity. A version with neither a job nor an upload (e.g. still
-queued) keeps only the derivation.
+training jobs, uploads, alias moves, traffic split changes, serving periods and the triggers of
+automatic retrains (a scheduled run, a drift check: the job wasInformedBy it) are activities;
+creators are agents. In PROV only an activity `used` something, so "version used dataset"
+becomes: the version's generating activity (its job, or its upload) used the dataset, and the
+version wasDerivedFrom the dataset through that activity. A version with neither a job nor an
+upload (e.g. still queued) keeps only the derivation.
 """
 
 from __future__ import annotations
@@ -111,6 +111,15 @@ def to_prov(graph: LineageGraph) -> dict[str, Any]:
                 "prov:endTime": when,
                 **_attributes(n),
             }
+        elif n.type == "split_event":
+            at = n.attrs["occurred_at"]
+            when = at.isoformat() if isinstance(at, dt.datetime) else str(at)
+            doc.records["activity"][qname(n.id)] = {
+                "prov:type": _qualified("loraplex:TrafficSplitChange"),
+                "prov:startTime": when,
+                "prov:endTime": when,
+                **_attributes(n),
+            }
         elif n.type == "serving":
             first, last = n.attrs["first_request_at"], n.attrs["last_request_at"]
             doc.records["activity"][qname(n.id)] = {
@@ -156,7 +165,7 @@ def to_prov(graph: LineageGraph) -> dict[str, Any]:
             doc.relate("wasInformedBy", prov_informed=src, prov_informant=dst)
         elif e.relation == "used" and nodes[e.source].type == "serving":
             doc.relate("used", prov_activity=src, prov_entity=dst, prov_role="served_adapter")
-        elif e.relation == "used" and nodes[e.source].type == "alias_event":
+        elif e.relation == "used" and nodes[e.source].type in ("alias_event", "split_event"):
             doc.relate("used", prov_activity=src, prov_entity=dst, prov_role=e.attrs["role"])
         elif e.relation == "used":  # a version's inputs: dataset or base model
             activity = generated_by.get(e.source)

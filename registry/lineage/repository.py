@@ -18,11 +18,13 @@ from registry.models import (
     BaseModel,
     Dataset,
     Eval,
+    TrafficSplitEvent,
     UsageRecord,
 )
 
 # Parent links only point back in time, so a chain has no cycle; this bounds a corrupt one.
 MAX_DEPTH = 10_000
+SPLIT_EVENTS_MAX = 1000  # split changes per lineage request (the newest)
 # Only what a lineage node shows: manifests and training configs stay in the database.
 # raiseload: touching any other column raises instead of quietly costing a query per row.
 VERSION_COLUMNS = load_only(
@@ -122,6 +124,21 @@ class LineageRepository:
             e
             for e in rows
             if (e.adapter_id, e.to_version) in keys or (e.adapter_id, e.from_version) in keys
+        ]
+
+    def split_events(self, versions: Sequence[AdapterVersion]) -> Sequence[TrafficSplitEvent]:
+        """Every traffic split change that gave or took traffic from one of `versions` (the
+        newest SPLIT_EVENTS_MAX of the chain's adapters, filtered here: arms are JSON)."""
+        keys = {(v.adapter_id, v.version) for v in versions}
+        stmt = self._scoped(TrafficSplitEvent).where(
+            TrafficSplitEvent.adapter_id.in_(sorted({a for a, _ in keys}))
+        )
+        stmt = stmt.order_by(TrafficSplitEvent.id.desc()).limit(SPLIT_EVENTS_MAX)
+        rows = list(reversed(self.session.execute(stmt).scalars().all()))
+        return [
+            e
+            for e in rows
+            if any((e.adapter_id, a.get("version")) in keys for a in [*e.arms, *e.previous])
         ]
 
     def base_models(self, version_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, BaseModel]:

@@ -11,6 +11,7 @@ NodeType = Literal[
     "job",
     "eval",
     "alias_event",
+    "split_event",  # a traffic split change (canary) that gave or took a version's traffic
     "agent",
     "serving",
     "trigger",

@@ -1,5 +1,6 @@
 """Lineage of an adapter version: what it was made from, by whom, how it scored, and every
-alias move that touched it, back through its parent chain to the first version."""
+alias move and traffic split change that touched it, back through its parent chain to the first
+version."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ from registry.adapters.service import adapters
 from registry.errors import NotFound
 from registry.lineage.repository import LineageRepository
 from registry.lineage.schemas import Edge, LineageGraph, Node, NodeType, Relation
-from registry.models import AdapterVersion, AliasEvent, BaseModel, Dataset, Eval, Tenant
+from registry.models import (
+    AdapterVersion,
+    AliasEvent,
+    BaseModel,
+    Dataset,
+    Eval,
+    Tenant,
+    TrafficSplitEvent,
+)
 
 
 def version_node_id(version_id: uuid.UUID) -> str:
@@ -44,10 +53,10 @@ class LineageService:
     def graph(self, session: Session, *, tenant: Tenant, name: str, ref: str) -> LineageGraph:
         """The lineage graph of version `ref` ('7' or 'v7') of adapter `name`.
 
-        Nine statements whatever the chain length or the tenant's size: caller and tenant
+        Ten statements whatever the chain length or the tenant's size: caller and tenant
         (in the dependencies), the adapter, the parent chain (one recursive CTE), then the
-        chain's datasets, evals, alias events, base models and served periods with one IN-list
-        query each."""
+        chain's datasets, evals, alias events, split events, base models and served periods with
+        one IN-list query each."""
         number = parse_version(ref)
         adapter = adapters.get(session, tenant=tenant, name=name)
         repo = LineageRepository(session, tenant.id)
@@ -69,6 +78,7 @@ class LineageService:
         for ev in repo.evals(ids):
             self._eval(g, ev)
         self._alias_events(g, rows, repo.alias_events(rows))
+        self._split_events(g, rows, repo.split_events(rows))
         served_nodes, served_edges = self.served_periods(session, tenant=tenant, chain=rows)
         for n in served_nodes:
             g.nodes.setdefault(n.id, n)
@@ -210,6 +220,37 @@ class LineageService:
                 target = by_number.get((e.adapter_id, number)) if number else None
                 if target is not None:
                     g.edge(aid, target, "used", role=role)
+
+    @staticmethod
+    def _split_events(
+        g: _Graph, chain: Sequence[AdapterVersion], events: Sequence[TrafficSplitEvent]
+    ) -> None:
+        """A split change `used` each version of the chain it gave traffic to (role 'to', with
+        its weight) or took traffic from (role 'from')."""
+        by_number = {(v.adapter_id, v.version): version_node_id(v.id) for v in chain}
+
+        def shown(arms: Sequence[dict[str, Any]]) -> str:
+            return " / ".join(f"v{a['version']} {a['weight']}%" for a in arms) or "production"
+
+        for e in events:
+            how = "automatic rollback" if e.automatic else "split"
+            sid = g.node(
+                f"split_event:{e.id}",
+                "split_event",
+                f"{how}: {shown(e.previous)} -> {shown(e.arms)}",
+                arms=e.arms,
+                previous=e.previous,
+                actor=e.actor,
+                reason=e.reason,
+                automatic=e.automatic,
+                details=e.details,
+                occurred_at=e.occurred_at,
+            )
+            for role, arms in (("from", e.previous), ("to", e.arms)):
+                for a in arms:
+                    target = by_number.get((e.adapter_id, int(a.get("version") or 0)))
+                    if target is not None:
+                        g.edge(sid, target, "used", role=role, weight=a.get("weight"))
 
     @staticmethod
     def _roles_on_dataset_nodes(g: _Graph) -> None:

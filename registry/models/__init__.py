@@ -19,6 +19,7 @@ from registry.models.oauth_client import OAuthClient
 from registry.models.retraining import DriftPolicy, TrainingSchedule
 from registry.models.tenant import Tenant
 from registry.models.traffic import Feedback, TrafficCapture, TrafficSample, UsageRecord
+from registry.models.traffic_split import TrafficSplit, TrafficSplitEvent
 from registry.models.training_job import TrainingJob, TrainingJobEvent
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
     "TrainingJob",
     "TrainingSchedule",
     "TrafficSample",
+    "TrafficSplit",
+    "TrafficSplitEvent",
     "TrainingJobEvent",
     "UsageRecord",
 ]

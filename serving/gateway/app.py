@@ -48,10 +48,12 @@ from serving.gateway.answers import Answer
 from serving.gateway.auth import Caller, GatewayAuth
 from serving.gateway.canary import Splits
 from serving.gateway.capture import Sampled
+from serving.gateway.engines import EnginePool
 from serving.gateway.limits import GenerationLimits
 from serving.gateway.notify import RouteListener
-from serving.gateway.proxy import EngineClient, Outcome
+from serving.gateway.proxy import Outcome
 from serving.gateway.ratelimit import RateLimiter
+from serving.gateway.ratelimit_redis import tenant_buckets
 from serving.gateway.routing import Route, Router
 from serving.gateway.usage import Usage, UsageWriter
 
@@ -76,6 +78,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             server[0].server_close()
     await app.state.usage.stop()
     await app.state.engine_client.close()
+    for buckets in (app.state.budget, app.state.limiter):
+        await buckets.close()
     app.state.db.dispose()
 
 
@@ -97,6 +101,7 @@ def use_sessions(app: FastAPI, sessions: sessionmaker[Session]) -> None:
     """Point every part of the gateway at `sessions` (tests: their rolled-back transaction)."""
     app.state.sessions = app.state.sessionmaker = sessions
     app.state.auth.sessions = app.state.router.sessions = app.state.usage.sessions = sessions
+    app.state.splits.sessions = sessions
 
 
 def create_gateway(settings: Settings, *, queue: TaskQueue | None = None) -> FastAPI:
@@ -128,16 +133,11 @@ def create_gateway(settings: Settings, *, queue: TaskQueue | None = None) -> Fas
     )
     app.state.splits = Splits(sessions, settings.gateway_resolve_ttl_seconds)
     app.state.route_listener = RouteListener(settings, _on_route_change(app))
-    app.state.limiter = RateLimiter(
-        settings.gateway_rate_limit_rps, settings.gateway_rate_limit_burst
-    )
-    per_minute = settings.gateway_tokens_per_minute
-    app.state.budget = RateLimiter(per_minute / 60.0, per_minute)
+    # per tenant; shared by every replica through Redis when configured (ratelimit_redis.py)
+    app.state.limiter, app.state.budget = tenant_buckets(settings)
     app.state.limits = GenerationLimits.from_settings(settings)
     app.state.usage = UsageWriter(sessions, flush_seconds=settings.usage_flush_seconds, store=store)
-    app.state.engine_client = EngineClient(
-        settings.resolved_engine_url, engine_api_key(settings), settings.engine_timeout_seconds
-    )
+    app.state.engine_client = EnginePool(settings, engine_api_key(settings))  # engines.py
     errors.install(app)
     openai_errors.install(app)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -165,7 +165,7 @@ async def _rate_limit(request: Request, principal: CurrentPrincipal) -> None:
     files / fine-tuning / models request, once its token is verified. Async: the buckets are
     only touched from the event loop's thread."""
     key = str(principal.tenant_id or principal.subject)
-    wait = request.app.state.limiter.take(key)
+    wait = await request.app.state.limiter.take(key)
     if wait > 0:
         metrics.REJECTED.labels("rate_limit").inc()
         raise errors.rate_limited(wait)
@@ -206,11 +206,13 @@ def _routes(app: FastAPI, settings: Settings) -> None:
     async def readyz(request: Request) -> JSONResponse:
         """Which dependency is down, as booleans: no exception text leaves the gateway."""
         checks = {"database": await run_in_threadpool(_db_ok, request.app)}
-        checks["engine"] = await request.app.state.engine_client.healthy()
+        healthy, known = await request.app.state.engine_client.ready()
+        checks["engine"] = healthy > 0  # ready with at least one engine up
         ok = all(checks.values())
         return JSONResponse(
             {"status": "ready" if ok else "not ready", "checks": checks},
             status_code=200 if ok else 503,
+            headers={"x-loraplex-engines": f"{healthy}/{known}"},  # healthy/known
         )
 
 
@@ -248,19 +250,19 @@ async def _infer(request: Request, endpoint: str) -> Response:
     state = request.app.state
     caller = await _caller(request)
     tenant = str(caller.tenant_id)
-    wait = state.limiter.take(tenant)
+    wait = await state.limiter.take(tenant)
     if wait > 0:
         metrics.REJECTED.labels("rate_limit").inc()
         return errors.rate_limited(wait).response()
     try:
         body = await _body(request, state.settings.gateway_max_body_bytes)
         route: Route = await state.router.route(caller.tenant_id, body.get("model"))
-        route = await state.splits.apply(route, body, request.headers)
+        route = await state.splits.apply(route, body, request.headers, caller.client_id)
         reserved = min(state.limits.apply(endpoint, body), state.budget.burst)
     except errors.GatewayError:
         metrics.REJECTED.labels("request").inc()
         raise
-    wait = state.budget.take(tenant, reserved)
+    wait = await state.budget.take(tenant, reserved)
     if wait > 0:
         metrics.REJECTED.labels("token_budget").inc()
         what = "Token budget per minute reached for your tenant"
@@ -278,7 +280,7 @@ async def _infer(request: Request, endpoint: str) -> Response:
     stream = bool(body.get("stream"))
 
     def done() -> None:
-        state.budget.give(tenant, reserved - out.prompt_tokens - out.completion_tokens)
+        state.budget.settle(tenant, reserved - out.prompt_tokens - out.completion_tokens)
         _record(state, caller, route, endpoint, requested, request_id, stream, out, t0, started_at)
         if sampled:
             state.usage.capture(
@@ -286,23 +288,27 @@ async def _infer(request: Request, endpoint: str) -> Response:
             )
 
     metrics.OVERHEAD.observe(time.perf_counter() - t0)
-    client: EngineClient = state.engine_client
+    client: EnginePool = state.engine_client
     path = ENDPOINTS[endpoint]
     try:
         if stream:
-            r = await client.open_stream(path, body, request_id, out)
+            r = await client.open_stream(path, body, request_id, out, route)
             if out.status == 200:
+                headers["x-loraplex-engine"] = out.engine
                 return StreamingResponse(
                     client.relay(r, out, done), media_type="text/event-stream", headers=headers
                 )
             content = out.extra["content"]
         else:
-            _, content = await client.complete(path, body, request_id, out)
-    except Exception as exc:  # engine unreachable or timed out
+            _, content = await client.complete(path, body, request_id, out, route)
+    except Exception as exc:  # engine unreachable or timed out; no engine up (a 503 already)
         out.status = 503
         done()
         log.warning("gateway.engine_error", request_id=request_id, error=str(exc))
+        if isinstance(exc, errors.GatewayError):
+            raise
         raise errors.unavailable("The inference engine is unavailable; retry shortly.") from exc
+    headers["x-loraplex-engine"] = out.engine
     done()
     if out.status == 200:
         return Response(content, media_type="application/json", headers=headers)

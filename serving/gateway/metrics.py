@@ -10,7 +10,7 @@ from __future__ import annotations
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -47,6 +47,65 @@ REJECTED = Counter(
     ["reason"],
 )
 SAMPLED = Counter("loraplex_gateway_traffic_sampled_total", "Prompts kept for drift", ["tenant"])
+# Push promotion and shared rate limits (issue 19, H6).
+ROUTE_NOTIFICATIONS = Counter(
+    "loraplex_gateway_route_notifications_total",
+    "Route changes pushed by the registry (LISTEN/NOTIFY), and full drops on (re)connect",
+    ["kind"],  # tenant | all
+)
+ROUTE_LISTENER_CONNECTED = Gauge(
+    "loraplex_gateway_route_listener_connected",
+    "1 while the gateway listens for route changes (0: the TTL alone applies)",
+)
+RATELIMIT_REDIS_OUTAGES = Counter(
+    "loraplex_gateway_ratelimit_redis_outages_total",
+    "Times Redis became unreachable for the shared rate limits (per-process buckets meanwhile)",
+)
+RATELIMIT_LOCAL_FALLBACK = Counter(
+    "loraplex_gateway_ratelimit_fallback_total",
+    "Rate-limit decisions taken per process because Redis was unreachable",
+    ["bucket"],
+)
+# Engines and routing (issue 19, H5): one series per engine (host:port), removed when DNS drops it.
+ENGINE_HEALTHY = Gauge(
+    "loraplex_gateway_engine_healthy", "1 while the engine answers /health", ["engine"]
+)
+ENGINE_INFLIGHT = Gauge(
+    "loraplex_gateway_engine_inflight", "This gateway's requests in flight on it", ["engine"]
+)
+ENGINE_LOAD = Gauge(
+    "loraplex_gateway_engine_load",
+    "Requests waiting + running on the engine (its vllm:num_requests_*), at the last poll",
+    ["engine"],
+)
+ENGINE_RESIDENT = Gauge(
+    "loraplex_gateway_engine_resident_adapters",
+    "Adapter versions the engine holds (its /v1/models), at the last poll",
+    ["engine"],
+)
+ENGINE_ADAPTER = Gauge(
+    "loraplex_gateway_engine_adapter_resident",
+    "1 for each adapter version (engine name) resident on each engine",
+    ["engine", "model"],
+)
+ENGINE_REQUESTS = Counter(
+    "loraplex_gateway_engine_requests_total", "Requests the engine answered", ["engine"]
+)
+ENGINE_FAILURES = Counter(
+    "loraplex_gateway_engine_failures_total",
+    "Requests that failed on the engine before its response head (retried once elsewhere)",
+    ["engine"],
+)
+ROUTING = Counter(
+    "loraplex_gateway_routing_decisions_total",
+    "Engine choices by kind: affinity, spill, retry, random, least_loaded, none",
+    ["kind"],
+)
+STREAM_FAILURES = Counter(
+    "loraplex_gateway_stream_failures_total",
+    "Streams cut after their response head (reported to the caller as a cut; never replayed)",
+    ["engine"],
+)
 
 
 def serve(host: str, port: int) -> tuple[WSGIServer, Thread]:

@@ -39,6 +39,8 @@ ACCESS: dict[str, dict[str, int | str]] = {
     "base_model_write": {"own": 403, "other": 403, "ops": "2xx", "auditor": 403, **_UNAUTH},
     # the owner is let in, then told there is no traffic to curate in this world
     "tenant_write_no_traffic": {"own": 422, "other": 404, "ops": 422, "auditor": 403, **_UNAUTH},
+    # the owner is let in, then told a split needs a second version (this world has one)
+    "tenant_write_one_version": {"own": 422, "other": 404, "ops": 422, "auditor": 403, **_UNAUTH},
     # The console (HTML, /console): the caller's token travels in the session cookie instead of
     # the Authorization header, forms carry the session's CSRF field, statuses are exact (a
     # signed-out caller gets the sign-in page with 401; a form answers 303 to the page to see).
@@ -191,6 +193,15 @@ ENDPOINTS = [
     Endpoint("DELETE", AD + "/aliases/{alias}", "tenant_write"),
     Endpoint("GET", AD + "/aliases/{alias}/history", "tenant_read"),
     Endpoint("GET", AD + "/aliases/{alias}/at?time=2100-01-01T00:00:00Z", "tenant_read"),
+    Endpoint("GET", AD + "/traffic-split", "tenant_read"),
+    Endpoint(
+        "PUT",
+        AD + "/traffic-split",
+        "tenant_write_one_version",
+        json=lambda c: {"weights": {"production": 90, "v1": 10}, "reason": "matrix"},
+    ),
+    Endpoint("DELETE", AD + "/traffic-split?reason=matrix", "tenant_write"),
+    Endpoint("GET", AD + "/traffic-split/history", "tenant_read"),
     Endpoint(
         "POST",
         VER + "/evals",
@@ -298,6 +309,7 @@ ENDPOINTS = [
         "console_write",
         data={"version": "1", "reason": "matrix"},
     ),
+    Endpoint("POST", CON + "/split", "console_write", data={"clear": "1", "reason": "matrix"}),
     Endpoint("GET", "/console/audit", "console_audit"),
     Endpoint("GET", "/console/audit/verify", "console_audit"),
     Endpoint("GET", "/console/{rest}", "console_no_page"),

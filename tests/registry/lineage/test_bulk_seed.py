@@ -1,5 +1,5 @@
 """The benchmark's bulk data (tests/registry/lineage/bulk.py) is valid lineage, and a tenant
-with many adapters and versions still costs the same nine statements per lineage request."""
+with many adapters and versions still costs the same ten statements per lineage request."""
 
 from __future__ import annotations
 
@@ -26,6 +26,6 @@ def test_bulk_seeded_chains_have_complete_lineage(w: World) -> None:
     assert kinds["dataset"] == depth + 1 and kinds["base_model"] == 1 and kinds["job"] == depth
     assert kinds["alias_event"] >= depth  # a candidate move per version, some production ones
     queries = [q for q in seen if q.lstrip().upper().startswith(("SELECT", "WITH"))]
-    assert len(queries) == 9, queries
+    assert len(queries) == 10, queries
     mid = w.http.get(url(slug, name, "v2"), headers=w.auditor.headers).json()
     assert sum(n["type"] == "adapter_version" for n in mid["nodes"]) == 2

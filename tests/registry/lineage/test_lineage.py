@@ -251,5 +251,5 @@ def test_statement_count_does_not_grow_with_the_chain(w: World) -> None:
     sizes = {k: len(v) for k, v in counts.items()}
     assert len(set(sizes.values())) == 1, sizes
     # caller + tenant (dependencies), adapter, chain CTE, datasets, evals, alias events, bases
-    assert next(iter(sizes.values())) == 9, counts[("short", "v3")]
+    assert next(iter(sizes.values())) == 10, counts[("short", "v3")]
     assert sum("RECURSIVE" in s.upper() for s in counts[("long", "v30")]) == 1
