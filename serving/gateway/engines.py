@@ -219,12 +219,21 @@ class EnginePool:
         ) -> httpx.Response:
             engine = await self._first(key)
             try:
-                return await self._post(engine, path, body, request_id, out)
+                r = await self._post(engine, path, body, request_id, out)
             except NOT_STARTED as exc:
                 self._failed(engine, exc, request_id)
                 other = self.pick(key, exclude=frozenset({engine.name}))
                 fresh = other is None  # the same engine, on a new connection
                 return await self._post(other or engine, path, body, request_id, out, fresh)
+            if r.status_code == 404 and await _lost_adapter(r, key):
+                # The registry resolved this version, so the engine's "does not exist" is its
+                # cache evicting the adapter between vLLM's model check and its use: once more.
+                await r.aclose()
+                self._release(out)
+                metrics.ROUTING.labels("retry").inc()
+                log.info("gateway.engine_lost_adapter", engine=engine.name, model=key)
+                return await self._post(engine, path, body, request_id, out)
+            return r
 
         return send
 
@@ -295,3 +304,10 @@ class EnginePool:
             done()
 
         return _relay(r, out, finished)
+
+
+async def _lost_adapter(r: httpx.Response, key: str) -> bool:
+    """A 404 naming our version's engine name (read into the response; callers read it again
+    from there)."""
+    content = await r.aread()
+    return key.startswith("lpx-") and key.encode() in content

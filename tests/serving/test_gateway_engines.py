@@ -53,6 +53,7 @@ class FakeEngine:
         self.seen: list[dict[str, Any]] = []
         self.waiting = 0
         self.gate: asyncio.Event | None = None  # set: completions wait for it
+        self.forget = 0  # next completions answered 404 for the model (a cache eviction race)
         self.server: uvicorn.Server | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -73,6 +74,10 @@ class FakeEngine:
         async def complete(request: Request) -> Response:
             body = await request.json()
             self.seen.append(body)
+            if self.forget > 0:
+                self.forget -= 1
+                message = f"The model `{body['model']}` does not exist."
+                return JSONResponse({"error": {"message": message}}, status_code=404)
             if self.gate is not None:
                 await self.gate.wait()
             if body.get("stream"):
@@ -479,3 +484,30 @@ def test_the_gateway_names_the_engine_that_served(serving: Any) -> None:
         trust_env=False,
     ).json()
     assert parse_resident(models)  # what the pool reads: the version it just served
+
+
+def test_an_engine_that_lost_the_adapter_mid_request_is_asked_once_more() -> None:
+    """vLLM answers 404 when its cache evicted the adapter between its model check and its use;
+    the registry resolved the version, so the gateway asks again (once) instead of telling the
+    tenant its model does not exist."""
+
+    async def run() -> None:
+        engine = FakeEngine()
+        await engine.up()
+        pool = pool_of([engine.url])
+        await pool.start()
+        key = "lpx-" + "c" * 32
+        try:
+            engine.forget = 1
+            status, out = await complete(pool, key)
+            assert (status, len(engine.seen)) == (200, 2)
+            assert pool.engines[engine.name].inflight == 0
+            engine.forget = 2  # lost twice: the 404 goes back (no loop)
+            status, out = await complete(pool, key)
+            assert status == 404 and key in (out.engine_error or "")
+            assert pool.engines[engine.name].inflight == 0
+        finally:
+            await pool.close()
+            await engine.down()
+
+    asyncio.run(run())
