@@ -23,7 +23,6 @@ from tests.registry.adapters.conftest import AdapterWorld
 from tests.registry.traffic.seed import SeededTrace, seed_traces
 
 URL = "/v1/tenants/{tenant}/datasets/from-traffic"
-NOW = dt.datetime.now(dt.UTC)
 HOUR = dt.timedelta(hours=1)
 TOOLS = [
     {
@@ -65,6 +64,8 @@ class CurationWorld(AdapterWorld):
     """acme's adapter 'support' with versions 1 and 2 and a mix of traces and feedback."""
 
     def __init__(self, world: World, base_dir: Path) -> None:
+        # per world, not at import: the suite may run this an hour after collecting it
+        self.now = now = dt.datetime.now(dt.UTC)
         super().__init__(world, base_dir)
         for _ in range(2):
             assert self.upload().status_code == 201
@@ -93,7 +94,7 @@ class CurationWorld(AdapterWorld):
                 "finish_reason": "length",
             },
         ]
-        self.v1 = seed_traces(world, store, "acme", "support", 1, v1, NOW - dt.timedelta(hours=3))
+        self.v1 = seed_traces(world, store, "acme", "support", 1, v1, now - dt.timedelta(hours=3))
         self.v2 = seed_traces(
             world,
             store,
@@ -101,7 +102,7 @@ class CurationWorld(AdapterWorld):
             "support",
             2,
             [{"request": {"messages": [user("q v2")]}, "response": assistant("a v2")}],
-            NOW - dt.timedelta(hours=2),
+            now - dt.timedelta(hours=2),
         )
         self.old = seed_traces(
             world,
@@ -110,7 +111,7 @@ class CurationWorld(AdapterWorld):
             "support",
             1,
             [{"request": {"messages": [user("q old")]}, "response": assistant("a old")}],
-            NOW - dt.timedelta(days=10),
+            now - dt.timedelta(days=10),
         )
         self.prompts = seed_traces(
             world,
@@ -119,7 +120,7 @@ class CurationWorld(AdapterWorld):
             "support",
             1,
             [{}],
-            NOW - dt.timedelta(hours=1),
+            now - dt.timedelta(hours=1),
             captured="prompts",
         )
         self.correction = [
@@ -281,8 +282,8 @@ def test_filters(
 
 
 def test_explicit_window_and_window_length(cw: CurationWorld) -> None:
-    since = (NOW - dt.timedelta(days=11)).isoformat()
-    until = (NOW - dt.timedelta(days=9)).isoformat()
+    since = (cw.now - dt.timedelta(days=11)).isoformat()
+    until = (cw.now - dt.timedelta(days=9)).isoformat()
     resp = cw.curate(since=since, until=until)
     assert resp.status_code == 201, resp.text
     assert cw.content(resp.json()["id"]) == [{"messages": [user("q old"), assistant("a old")]}]
@@ -293,8 +294,8 @@ def test_explicit_window_and_window_length(cw: CurationWorld) -> None:
 
 
 def test_bad_requests_store_nothing(cw: CurationWorld) -> None:
-    since = (NOW - dt.timedelta(days=11)).isoformat()
-    until = (NOW - dt.timedelta(days=9)).isoformat()
+    since = (cw.now - dt.timedelta(days=11)).isoformat()
+    until = (cw.now - dt.timedelta(days=9)).isoformat()
     bad: list[dict[str, Any]] = [
         {"window": "7d", "since": since},
         {"since": until, "until": since},
