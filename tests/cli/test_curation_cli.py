@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from cli import app
 from cli.client import Api
 from tests.conftest import World
-from tests.registry.traffic.test_curation import CORRECTED, NOW, ZERO, CurationWorld
+from tests.registry.traffic.test_curation import CORRECTED, ZERO, CurationWorld
 
 
 @pytest.fixture
@@ -45,8 +45,8 @@ def test_from_traffic(cw: CurationWorld) -> None:
     assert dataset["name"] == "fixes" and dataset["origin"]["filters"]["ratings"] == [0]
     assert cw.content(dataset["id"]) == [ZERO, CORRECTED]
 
-    since = (NOW - dt.timedelta(days=11)).isoformat()
-    until = (NOW - dt.timedelta(days=9)).isoformat()
+    since = (cw.now - dt.timedelta(days=11)).isoformat()
+    until = (cw.now - dt.timedelta(days=9)).isoformat()
     out = _invoke("old", "-a", "support", "--since", since, "--until", until)
     assert "old v1: 1 rows from 1 traces of support (0 corrected, 0 with redactions)" in out
 
