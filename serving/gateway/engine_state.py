@@ -38,6 +38,7 @@ PER_ENGINE = (
     metrics.ENGINE_RESIDENT,
     metrics.ENGINE_REQUESTS,
     metrics.ENGINE_FAILURES,
+    metrics.ENGINE_DOWN,
     metrics.STREAM_FAILURES,
 )
 
@@ -109,6 +110,8 @@ async def poll(engine: Engine, timeout: float, clock: Callable[[], float]) -> No
         up = False  # a request failed on it while this poll was on its way
     if up != engine.healthy:
         log.info("gateway.engine_up" if up else "gateway.engine_down", engine=engine.name)
+        if not up:
+            metrics.ENGINE_DOWN.labels(engine.name).inc()
     engine.healthy = up
     metrics.ENGINE_HEALTHY.labels(engine.name).set(1 if up else 0)
     if isinstance(load, httpx.Response) and load.status_code == 200:

@@ -261,6 +261,8 @@ class EnginePool:
         return r
 
     def _failed(self, engine: Engine, exc: Exception, request_id: str) -> None:
+        if engine.healthy is not False:
+            metrics.ENGINE_DOWN.labels(engine.name).inc()
         engine.healthy, engine.failed_at = False, self.clock()
         metrics.ENGINE_HEALTHY.labels(engine.name).set(0)
         metrics.ENGINE_FAILURES.labels(engine.name).inc()

@@ -96,6 +96,11 @@ ENGINE_FAILURES = Counter(
     "Requests that failed on the engine before its response head (retried once elsewhere)",
     ["engine"],
 )
+ENGINE_DOWN = Counter(
+    "loraplex_gateway_engine_down_total",
+    "Times the engine was marked down (a failed poll or request); placement moves meanwhile",
+    ["engine"],
+)
 ROUTING = Counter(
     "loraplex_gateway_routing_decisions_total",
     "Engine choices by kind: affinity, spill, retry, random, least_loaded, none",

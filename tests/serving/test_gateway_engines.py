@@ -256,6 +256,7 @@ def test_a_dead_engine_s_requests_are_retried_once_on_another() -> None:
             assert (await complete(pool, key))[1].engine == names[0]
             await engines[0].down()
             retries = metrics.ROUTING.labels("retry")._value.get()
+            downs = metrics.ENGINE_DOWN.labels(names[0])._value.get()
             status, out = await complete(pool, key)  # refused: sent to the other one
             assert (status, out.engine) == (200, names[1])
             assert metrics.ROUTING.labels("retry")._value.get() == retries + 1
@@ -263,6 +264,8 @@ def test_a_dead_engine_s_requests_are_retried_once_on_another() -> None:
             status, out = await complete(pool, key)  # marked down: no try on it at all
             assert (status, out.engine) == (200, names[1])
             assert metrics.ROUTING.labels("retry")._value.get() == retries + 1
+            await asyncio.sleep(0.6)  # a poll that finds it still down is not a second mark
+            assert metrics.ENGINE_DOWN.labels(names[0])._value.get() == downs + 1
             await engines[0].up()
             await asyncio.sleep(0.6)  # its next good poll
             assert (await complete(pool, key))[1].engine == names[0]
