@@ -23,6 +23,12 @@ def schedule_set(
     datasets: str = typer.Option("latest", help="latest | all"),
     name: list[str] = typer.Option([], "--dataset-name", help="dataset names (repeatable)"),
     disabled: bool = typer.Option(False, "--disabled", help="keep it, but do not run it"),
+    spread: int = typer.Option(
+        0,
+        "--spread-seconds",
+        help="fire within this many seconds after each due time, at a place fixed per "
+        "adapter and due time (e.g. 21600: within 6 hours); 0: at the due time",
+    ),
     tenant: str = TenantOpt,
 ) -> None:
     """Retrain ADAPTER on a cron schedule (replaces its schedule)."""
@@ -31,12 +37,15 @@ def schedule_set(
         "cron": cron,
         "timezone": timezone,
         "enabled": not disabled,
+        "spread_seconds": spread,
         "datasets": datasets,
         "dataset_names": name or None,
     }
     out = api.put(_adapter_url(api, tenant, adapter) + "/schedule", json=body)
     upcoming = ", ".join(out["upcoming"]) or "none (disabled)"
     typer.echo(f"{adapter}: '{cron}' in {timezone}; next runs (UTC): {upcoming}")
+    if out.get("next_fire_at") and spread:
+        typer.echo(f"  spread {spread} s: the next run fires at {out['next_fire_at']} (UTC)")
 
 
 @schedule_app.command("show")
@@ -56,7 +65,7 @@ def schedule_delete(adapter: str, tenant: str = TenantOpt) -> None:
 def schedule_list(tenant: str = typer.Option(None, help="only this tenant")) -> None:
     """Every schedule across tenants, soonest next run first (ops, auditors)."""
     params = {"tenant": tenant} if tenant else {}
-    table = Table("tenant", "adapter", "cron", "zone", "next run (UTC)", "last outcome")
+    table = Table("tenant", "adapter", "cron", "zone", "next run (UTC)", "fires", "last outcome")
     for s in Api.load().get("/v1/schedules", params=params)["items"]:
         table.add_row(
             s["tenant"],
@@ -64,6 +73,7 @@ def schedule_list(tenant: str = typer.Option(None, help="only this tenant")) -> 
             s["cron"],
             s["timezone"],
             str(s["next_run_at"] or "-"),
+            str(s.get("next_fire_at") or "-"),
             s["last_outcome"] or "-",
         )
     console.print(table)
@@ -117,37 +127,46 @@ def drift_delete(adapter: str, tenant: str = TenantOpt) -> None:
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Walk the audit hash chain and check it against its newest anchor; exit 1 if broken."""
-    out = Api.load().get("/v1/audit/verify")
+def audit_verify(
+    tenant: str | None = typer.Option(
+        None, "--tenant", "-t", help="verify this tenant's chain alone (slug)"
+    ),
+) -> None:
+    """Verify the audit log (every chain, the checkpoints, the newest anchor); with --tenant,
+    one tenant's chain and the checkpoint covering it. Exit 1 if broken."""
+    out = Api.load().get("/v1/audit/verify", params={"tenant": tenant} if tenant else None)
     lock = {True: "S3 Object Lock", False: "write-once, no Object Lock", None: "unknown"}
     if out["anchors"]:
         anchors = (
-            f"{out['anchors']} anchors, newest at seq {out['last_anchor_seq']} "
+            f"{out['anchors']} anchors, newest at checkpoint {out['last_anchor_seq']} "
             f"({lock[out['object_lock']]})"
         )
     else:
         anchors = "no anchors yet (run `loraplex audit anchor`)"
     legacy = f", {out['legacy_events']} unkeyed from before the key" if out["legacy_events"] else ""
+    what = f"tenant {tenant}'s audit chain" if tenant else "audit chain"
     if out["ok"]:
-        typer.echo(f"audit chain intact: {out['events_checked']} events{legacy}; {anchors}")
+        checked = f"{out['events_checked']} events in {out['chains']} chains{legacy}"
+        typer.echo(f"{what} intact: {checked}; {out['checkpoints']} checkpoints; {anchors}")
         return
-    typer.secho(
-        f"audit chain BROKEN at seq {out['first_bad_seq']}: {out['reason']} ({anchors})",
-        err=True,
-        fg="red",
-    )
+    where = f"seq {out['first_bad_seq']}" if out["first_bad_seq"] else "an unknown seq"
+    if out.get("first_bad_chain"):
+        where += f" (chain {out['first_bad_chain']}, chain_seq {out['first_bad_chain_seq']})"
+    typer.secho(f"{what} BROKEN at {where}: {out['reason']} ({anchors})", err=True, fg="red")
     raise typer.Exit(1)
 
 
 @audit_app.command("anchor")
 def audit_anchor() -> None:
-    """Anchor the audit chain's head in the object store now (write-once)."""
+    """Checkpoint the chain heads changed since the last checkpoint and anchor it (write-once)."""
     out = Api.load().post("/v1/audit/anchors")
     lock = "locked by S3 Object Lock" if out["object_lock"] else "write-once, no Object Lock"
     if out["created"]:
-        typer.echo(f"anchored seq {out['seq']} as {out['key']} ({lock})")
+        typer.echo(
+            f"checkpoint {out['seq']} ({out['entries']} chain heads) anchored as {out['key']} "
+            f"({lock})"
+        )
     elif out["key"]:
-        typer.echo(f"already anchored: seq {out['seq']} ({out['key']})")
+        typer.echo(f"already anchored: checkpoint {out['seq']} ({out['key']})")
     else:
         typer.echo("nothing to anchor: the audit log is empty")

@@ -1,10 +1,13 @@
-"""Anchors: the audit chain's head copied, signed, into write-once objects outside the database.
+"""Anchors: audit checkpoints copied, signed, into write-once objects outside the database.
 
-One object per anchor, `audit/anchors/<seq, 20 digits>.json` = {seq, hash, anchored_at, mac},
-where `mac` is HMAC-SHA256 under the audit key. `put_new` refuses to replace an object, and on
-an S3 bucket with Object Lock each anchor is also locked for `audit_anchor_retention_days`.
-Someone who can write the database but not the store, or lacks the key, can then neither cut
-events up to the newest anchor nor rewrite them unnoticed (`AuditService.verify` checks both).
+From 0013, one object per checkpoint, `audit/checkpoints/<checkpoint seq, 20 digits>.json` =
+{seq, hash (the checkpoint's digest), anchored_at, mac}, mac = HMAC-SHA256 under the audit key.
+Before 0013 the legacy global chain's head was anchored as `audit/anchors/<seq>.json` (same
+body; seq and hash of an event): those are still read, to check the frozen legacy chain.
+`put_new` refuses to replace an object, and on an S3 bucket with Object Lock each anchor is also
+locked for `audit_anchor_retention_days`. Someone who can write the database but not the store,
+or lacks the key, can then neither cut checkpoints or events up to the newest anchor nor rewrite
+them unnoticed (`registry.audit.verify` checks both).
 """
 
 from __future__ import annotations
@@ -15,18 +18,17 @@ import hmac
 import json
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
-from registry.audit.repository import AuditRepository
 from registry.errors import Conflict, ServiceUnavailable
 from registry.storage import ObjectExists, ObjectStore, StorageError
 
-PREFIX = "audit/anchors/"
+PREFIX = "audit/anchors/"  # legacy: the global chain's head (before 0013)
+CHECKPOINT_PREFIX = "audit/checkpoints/"
 _MAC_CONTEXT = b"loraplex-audit-anchor-v1\n"
+_CHECKPOINT_MAC_CONTEXT = b"loraplex-audit-checkpoint-anchor-v1\n"
 
 
 class AuditChainBroken(Conflict):
-    """The chain contradicts its anchors; anchoring it now would bless the damage."""
+    """The log contradicts its checkpoints or anchors; checkpointing it now would bless it."""
 
 
 class InvalidAnchor(Exception):
@@ -36,37 +38,51 @@ class InvalidAnchor(Exception):
 @dataclass(frozen=True)
 class Anchor:
     key: str
-    seq: int
-    hash: str
+    seq: int  # legacy: an event's seq; checkpoint anchors: the checkpoint's seq
+    hash: str  # legacy: the event's hash; checkpoint anchors: the checkpoint's digest
     anchored_at: str
 
 
 @dataclass(frozen=True)
 class AnchorResult:
-    created: bool  # False: the head was already anchored (or the chain is empty)
-    seq: int
-    hash: str | None
-    key: str | None
+    created: bool  # False: nothing changed since the newest checkpoint, already anchored
+    seq: int  # the newest checkpoint's seq (0: none yet)
+    hash: str | None  # its digest
+    key: str | None  # its anchor object
     object_lock: bool
+    entries: int = 0  # chains the new checkpoint recorded (0 when none was created)
 
 
-def anchor_key(seq: int) -> str:
-    return f"{PREFIX}{seq:020d}.json"
+def anchor_key(seq: int, prefix: str = CHECKPOINT_PREFIX) -> str:
+    return f"{prefix}{seq:020d}.json"
 
 
-def _mac(audit_key: bytes, seq: int, hash_: str, anchored_at: str) -> str:
+def _context(prefix: str) -> bytes:
+    return _MAC_CONTEXT if prefix == PREFIX else _CHECKPOINT_MAC_CONTEXT
+
+
+def _mac(audit_key: bytes, prefix: str, seq: int, hash_: str, anchored_at: str) -> str:
     body = json.dumps({"seq": seq, "hash": hash_, "anchored_at": anchored_at}, sort_keys=True)
-    return hmac.new(audit_key, _MAC_CONTEXT + body.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(audit_key, _context(prefix) + body.encode(), hashlib.sha256).hexdigest()
 
 
-def encode_anchor(audit_key: bytes, seq: int, hash_: str, anchored_at: dt.datetime) -> bytes:
+def encode_anchor(
+    audit_key: bytes,
+    seq: int,
+    hash_: str,
+    anchored_at: dt.datetime,
+    prefix: str = CHECKPOINT_PREFIX,
+) -> bytes:
     at = anchored_at.astimezone(dt.UTC).isoformat(timespec="microseconds")
-    body = {"seq": seq, "hash": hash_, "anchored_at": at, "mac": _mac(audit_key, seq, hash_, at)}
-    return json.dumps(body, sort_keys=True).encode()
+    mac = _mac(audit_key, prefix, seq, hash_, at)
+    return json.dumps(
+        {"seq": seq, "hash": hash_, "anchored_at": at, "mac": mac}, sort_keys=True
+    ).encode()
 
 
 def decode_anchor(audit_key: bytes, key: str, data: bytes) -> Anchor:
     """Parse and authenticate one anchor object; raise InvalidAnchor saying what is wrong."""
+    prefix = PREFIX if key.startswith(PREFIX) else CHECKPOINT_PREFIX
     try:
         body = json.loads(data)
         seq, hash_, at, mac = body["seq"], body["hash"], body["anchored_at"], body["mac"]
@@ -74,19 +90,19 @@ def decode_anchor(audit_key: bytes, key: str, data: bytes) -> Anchor:
             raise TypeError("wrong field types")
     except (ValueError, KeyError, TypeError) as e:
         raise InvalidAnchor(f"anchor {key} is malformed ({e})") from None
-    if key != anchor_key(seq):
+    if key != anchor_key(seq, prefix):
         raise InvalidAnchor(f"anchor {key} records seq {seq}: it was moved or renamed")
-    if not hmac.compare_digest(mac, _mac(audit_key, seq, hash_, at)):
+    if not hmac.compare_digest(mac, _mac(audit_key, prefix, seq, hash_, at)):
         raise InvalidAnchor(
             f"anchor {key}: its MAC does not match (forged, or a wrong LORAPLEX_AUDIT_KEY_FILE)"
         )
     return Anchor(key=key, seq=seq, hash=hash_, anchored_at=at)
 
 
-def anchor_keys(store: ObjectStore) -> list[str]:
-    """Every anchor's key, oldest first (zero-padded seqs sort as numbers)."""
+def anchor_keys(store: ObjectStore, prefix: str = CHECKPOINT_PREFIX) -> list[str]:
+    """Every anchor's key under `prefix`, oldest first (zero-padded seqs sort as numbers)."""
     try:
-        return sorted(k for k in store.list_keys(PREFIX) if k.endswith(".json"))
+        return sorted(k for k in store.list_keys(prefix) if k.endswith(".json"))
     except StorageError as e:
         raise ServiceUnavailable(f"cannot list the audit anchors in the object store: {e}") from e
 
@@ -99,53 +115,32 @@ def read_anchor(store: ObjectStore, audit_key: bytes, key: str) -> Anchor:
     return decode_anchor(audit_key, key, data)
 
 
-def anchor_head(
-    session: Session, *, store: ObjectStore, audit_key: bytes, retain_days: int, now: dt.datetime
-) -> AnchorResult:
-    """Write an anchor for the chain's current head, unless it is anchored already.
+def newest_anchor(store: ObjectStore, audit_key: bytes, prefix: str) -> tuple[int, Anchor | None]:
+    """(how many anchors, the newest one authenticated); InvalidAnchor if it does not verify."""
+    keys = anchor_keys(store, prefix)
+    return len(keys), (read_anchor(store, audit_key, keys[-1]) if keys else None)
 
-    Refuses (409) when the head contradicts the newest anchor or its own tip event.
-    """
-    repo = AuditRepository(session)
-    head = repo.head()
+
+def write_anchor(
+    store: ObjectStore,
+    audit_key: bytes,
+    *,
+    seq: int,
+    digest: str,
+    now: dt.datetime,
+    retain_days: int,
+) -> bool:
+    """Anchor checkpoint `seq` write-once; False when it already was (with the same digest)."""
+    key = anchor_key(seq)
     try:
-        lock = store.object_lock()
-    except StorageError as e:
-        raise ServiceUnavailable(f"object store unavailable for audit anchors: {e}") from e
-    keys = anchor_keys(store)
-    if keys:
-        try:
-            newest = read_anchor(store, audit_key, keys[-1])
-        except InvalidAnchor as e:
-            raise AuditChainBroken(str(e)) from None
-        if newest.seq > head.last_seq or (
-            newest.seq == head.last_seq and newest.hash != head.last_hash
-        ):
-            raise AuditChainBroken(
-                f"the chain's head (seq {head.last_seq}) contradicts anchor {newest.key} "
-                f"(seq {newest.seq}): events were cut or rewritten; run GET /v1/audit/verify"
-            )
-        if newest.seq == head.last_seq:
-            return AnchorResult(False, newest.seq, newest.hash, newest.key, lock)
-    if head.last_seq == 0:
-        return AnchorResult(False, 0, None, None, lock)
-    tip = repo.get(head.last_seq)
-    if tip is None or tip.hash != head.last_hash:
-        raise AuditChainBroken(
-            f"the chain's head (seq {head.last_seq}) does not match its last event; "
-            "run GET /v1/audit/verify"
-        )
-    key = anchor_key(head.last_seq)
-    data = encode_anchor(audit_key, head.last_seq, head.last_hash, now)
-    try:
-        store.put_new(key, data, retain_days=retain_days)
-    except ObjectExists:  # a concurrent anchorer wrote this seq first: fine if it agrees
+        store.put_new(key, encode_anchor(audit_key, seq, digest, now), retain_days=retain_days)
+    except ObjectExists:  # a concurrent anchorer wrote it first: fine if it agrees
         other = read_anchor(store, audit_key, key)
-        if other.hash != head.last_hash:
+        if other.hash != digest:
             raise AuditChainBroken(
-                f"anchor {key} records another hash for seq {other.seq}"
+                f"anchor {key} records another digest for checkpoint {seq}"
             ) from None
-        return AnchorResult(False, other.seq, other.hash, key, lock)
+        return False
     except StorageError as e:
         raise ServiceUnavailable(f"cannot write audit anchor {key}: {e}") from e
-    return AnchorResult(True, head.last_seq, head.last_hash, key, lock)
+    return True

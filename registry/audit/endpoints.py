@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.orm import Session
 
 from registry.audit.schemas import AnchorOut, AuditEventOut, AuditPage, VerifyOut
 from registry.audit.service import audit
@@ -20,6 +22,15 @@ AuditRead = Annotated[Principal, Depends(require_scope(sc.AUDIT_READ))]
 AuditWrite = Annotated[Principal, Depends(require_scope(sc.AUDIT_WRITE))]
 
 
+def _tenant_id(session: Session, slug: str | None) -> uuid.UUID | None:
+    if slug is None:
+        return None
+    row = TenantRepository(session).get_by_slug(slug)
+    if row is None:
+        raise NotFound(f"tenant '{slug}' not found")
+    return row.id
+
+
 @router.get("/events", response_model=AuditPage)
 def list_events(
     principal: AuditRead,
@@ -31,12 +42,7 @@ def list_events(
     after_seq: Annotated[int, Query(ge=0, le=INT64_MAX, description="cursor: next_after_seq")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
-    tenant_id = None
-    if tenant is not None:
-        row = TenantRepository(session).get_by_slug(tenant)
-        if row is None:
-            raise NotFound(f"tenant '{tenant}' not found")
-        tenant_id = row.id
+    tenant_id = _tenant_id(session, tenant)
     rows = audit.list(
         session,
         tenant_id=tenant_id,
@@ -51,14 +57,23 @@ def list_events(
 
 
 @router.get("/verify", response_model=VerifyOut)
-def verify(principal: AuditRead, session: SessionDep, request: Request) -> VerifyOut:
-    result = audit.verify(session, store=request.app.state.store)
-    return VerifyOut(**dataclasses.asdict(result))
+def verify(
+    principal: AuditRead,
+    session: SessionDep,
+    request: Request,
+    tenant: Annotated[str | None, Query(description="tenant slug: verify its chain alone")] = None,
+) -> VerifyOut:
+    """Every chain, the checkpoint chain, the newest anchor and the legacy chain; with `tenant`,
+    that tenant's chain, its newest checkpoint entry and the newest anchor's checkpoint."""
+    tenant_id = _tenant_id(session, tenant)
+    result = audit.verify(session, store=request.app.state.store, tenant_id=tenant_id)
+    return VerifyOut(**dataclasses.asdict(result), tenant=tenant)
 
 
 @router.post("/anchors", response_model=AnchorOut)
 def anchor(principal: AuditWrite, session: SessionDep, request: Request) -> AnchorOut:
-    """Anchor the chain's head in the object store now (beat also does, periodically)."""
+    """Checkpoint the chain heads changed since the last checkpoint and anchor it in the object
+    store now (beat also does, periodically)."""
     settings = request.app.state.settings
     result = audit.anchor(
         session, store=request.app.state.store, retain_days=settings.audit_anchor_retention_days

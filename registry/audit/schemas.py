@@ -21,6 +21,8 @@ class AuditEventOut(BaseModel):
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    chain: str  # tenant:<uuid>, platform, or legacy (events from before per-tenant chains)
+    chain_seq: int | None  # gapless inside the chain (None: legacy events, ordered by seq)
 
 
 class AuditPage(BaseModel):
@@ -31,17 +33,25 @@ class AuditPage(BaseModel):
 class VerifyOut(BaseModel):
     ok: bool
     events_checked: int
-    first_bad_seq: int | None
+    first_bad_seq: int | None  # global seq of the first bad event (None: not known, e.g. cut)
     reason: str | None
     legacy_events: int  # unkeyed events from before the audit key existed
-    anchors: int
-    last_anchor_seq: int | None
+    anchors: int  # checkpoint anchors in the object store
+    last_anchor_seq: int | None  # the checkpoint the newest anchor pins
     object_lock: bool | None  # anchors locked by S3 Object Lock (None: could not tell)
+    first_bad_chain: str | None
+    first_bad_chain_seq: int | None
+    chains: int  # chains walked
+    checkpoints: int  # checkpoints checked (with ?tenant=: the one holding its newest entry)
+    last_checkpoint_seq: int | None
+    legacy_anchors: int  # anchors of the global chain from before per-tenant chains
+    tenant: str | None  # the tenant whose chain alone was verified (None: everything)
 
 
 class AnchorOut(BaseModel):
-    created: bool  # False: the head was already anchored, or the chain is empty
-    seq: int
-    hash: str | None
-    key: str | None
+    created: bool  # False: no chain changed since the newest checkpoint, already anchored
+    seq: int  # the newest checkpoint (0: none yet)
+    hash: str | None  # its digest
+    key: str | None  # its anchor object in the store
     object_lock: bool
+    entries: int  # chains the new checkpoint recorded (0: none created)

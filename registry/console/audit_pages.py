@@ -164,13 +164,26 @@ def audit_page(
 
 
 @router.get("/audit/verify", response_class=HTMLResponse)
-def audit_verify(request: Request, caller: AuditRead, session: SessionDep) -> HTMLResponse:
-    """Walk the whole chain (and the newest anchor), then show the log's first page under it."""
-    result = audit.verify(session, store=request.app.state.store)
+def audit_verify(
+    request: Request,
+    caller: AuditRead,
+    session: SessionDep,
+    tenant: Annotated[str | None, Query(max_length=100)] = None,
+) -> HTMLResponse:
+    """Verify every chain (or one tenant's) against the checkpoints and the newest anchor, then
+    show the log's first page (that tenant's) under it."""
+    slug = (tenant or "").strip() or None
+    tenant_id = None
+    if slug is not None:
+        row = TenantRepository(session).get_by_slug(slug)
+        if row is None:
+            raise NotFound(f"tenant '{slug}' not found")
+        tenant_id = row.id
+    result = audit.verify(session, store=request.app.state.store, tenant_id=tenant_id)
     return _events_page(
         request,
         session,
-        tenant=None,
+        tenant=slug,
         action=None,
         since=None,
         until=None,

@@ -8,7 +8,14 @@ from registry.models.adapter import (
     Alias,
     AliasEvent,
 )
-from registry.models.audit_event import GENESIS_HASH, AuditChainHead, AuditEvent
+from registry.models.audit_event import (
+    GENESIS_HASH,
+    AuditChainHead,
+    AuditChainMark,
+    AuditCheckpoint,
+    AuditCheckpointEntry,
+    AuditEvent,
+)
 from registry.models.base_model import BaseModel
 from registry.models.dataset import Dataset
 from registry.models.eval_suite import AdapterEvalSuite, EvalSuite
@@ -31,6 +38,9 @@ __all__ = [
     "Alias",
     "AliasEvent",
     "AuditChainHead",
+    "AuditChainMark",
+    "AuditCheckpoint",
+    "AuditCheckpointEntry",
     "AuditEvent",
     "Base",
     "BaseModel",

@@ -8,13 +8,19 @@ import pytest
 from sqlalchemy import text, update
 
 from registry.models import AuditEvent
-from tests.conftest import World
+from tests.conftest import Stack, World
 from tests.console.conftest import ConsoleClient
 from tests.console.eval_seed import by_id, rows
+from tests.registry.audit.calls import restart_seq
 
 pytestmark = pytest.mark.smoke
 
 T0 = dt.datetime(2026, 3, 3, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def _seq_from_one(stack: Stack) -> None:
+    restart_seq(stack)  # a PostgreSQL sequence does not roll back with the test's data
 
 
 @pytest.fixture
@@ -129,6 +135,15 @@ def test_verify_ok_then_a_tampered_event_is_shown(seeded: World) -> None:
     attrs, words, markup = by_id(resp.text, "verify-result")
     assert "bad" in attrs["class"].split() and attrs["data-bad-seq"] == "4"
     assert "seq 4" in words and "does not match its hash" in words
+    assert "chain_seq 2" in words  # acme's second event
     link = by_id(markup, "bad-event")[0]["href"]
     assert link == "/console/audit?after_seq=3"
     assert seqs(c.get(link).text)[0] == 4
+    # one tenant's chain: globex's is intact, acme's is not
+    resp = c.get("/console/audit/verify", params={"tenant": "globex"})
+    attrs, words, _ = by_id(resp.text, "verify-result")
+    assert "ok" in attrs["class"].split() and "2 events checked in 1 chains" in words
+    assert seqs(resp.text) == [5, 6]
+    resp = c.get("/console/audit/verify", params={"tenant": "acme"})
+    assert by_id(resp.text, "verify-result")[0]["data-bad-seq"] == "4"
+    assert c.get("/console/audit/verify", params={"tenant": "nope"}).status_code == 404

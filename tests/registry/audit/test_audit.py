@@ -38,7 +38,13 @@ def test_every_mutation_is_chained_and_verifies(world: World) -> None:
         "dataset.create",
     ]
     assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
-    assert all(b["prev_hash"] == a["hash"] for a, b in zip(events, events[1:], strict=False))
+    # one chain per tenant (and the platform's), each gapless and linked on its own
+    acme_chain = f"tenant:{acme.tenant_id}"
+    assert [e["chain"] for e in events] == ["platform"] * 2 + [acme_chain] * 3
+    assert [e["chain_seq"] for e in events] == [1, 2, 1, 2, 3]
+    for chain in (events[:2], events[2:]):
+        assert chain[0]["prev_hash"] == "0" * 64
+        assert all(b["prev_hash"] == a["hash"] for a, b in zip(chain, chain[1:], strict=False))
     dataset_event = events[-1]
     assert dataset_event["actor"] == acme.client_id and dataset_event["actor_role"] == "tenant"
     assert dataset_event["tenant_id"] == acme.tenant_id
@@ -52,6 +58,13 @@ def test_every_mutation_is_chained_and_verifies(world: World) -> None:
         "anchors": 0,
         "last_anchor_seq": None,
         "object_lock": False,
+        "first_bad_chain": None,
+        "first_bad_chain_seq": None,
+        "chains": 2,
+        "checkpoints": 0,
+        "last_checkpoint_seq": None,
+        "legacy_anchors": 0,
+        "tenant": None,
     }
 
 
@@ -61,7 +74,10 @@ def test_every_mutation_is_chained_and_verifies(world: World) -> None:
     [
         ("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 3", 3, "content"),
         ("UPDATE audit_events SET details = '{\"rows\": 999}' WHERE seq = 4", 4, "content"),
-        ("DELETE FROM audit_events WHERE seq = 2", 2, "gap"),
+        # chains: platform = seq 1, 2; acme = 3, 4; globex = 5, 6. A deleted event's own seq
+        # is gone: a gap points at the event found in its place, a cut tail at the head's tip.
+        ("DELETE FROM audit_events WHERE seq = 3", 4, "gap"),
+        ("DELETE FROM audit_events WHERE seq = 2", 2, "end"),
         ("DELETE FROM audit_events WHERE seq = 6", 6, "end"),
     ],
 )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text, update
+from sqlalchemy import delete, select, text, update
 
 from registry.app import create_app
 from registry.audit.anchors import anchor_key
@@ -39,18 +39,20 @@ def other_key() -> Iterator[None]:
 
 @pytest.mark.smoke
 def test_anchor_on_demand_is_write_once_and_idempotent(world: World) -> None:
-    world.tenant("acme")  # seq 1..4
-    first = _anchor(world)
-    assert first["created"] is True and first["seq"] == 4 and first["key"] == anchor_key(4)
-    body = json.loads(world.stack.store.get_bytes(anchor_key(4)))
-    assert body["seq"] == 4 and body["hash"] == first["hash"] and len(body["mac"]) == 64
+    world.tenant("acme")  # seq 1..4: the platform's chain and acme's
+    first = _anchor(world)  # checkpoint 1 records both heads
+    assert (first["created"], first["seq"], first["entries"]) == (True, 1, 2)
+    assert first["key"] == anchor_key(1) == "audit/checkpoints/00000000000000000001.json"
+    body = json.loads(world.stack.store.get_bytes(anchor_key(1)))
+    assert body["seq"] == 1 and body["hash"] == first["hash"] and len(body["mac"]) == 64
     again = _anchor(world)
-    assert again["created"] is False and again["key"] == anchor_key(4)
-    world.tenant("globex")  # seq 5..6
-    assert _anchor(world)["seq"] == 6
+    assert again["created"] is False and again["key"] == anchor_key(1)
+    world.tenant("globex")  # seq 5..6: only globex's chain changed
+    assert (_anchor(world)["seq"], _anchor(world)["entries"]) == (2, 0)
     result = _verify(world)
     assert result["ok"] is True, result
-    assert (result["anchors"], result["last_anchor_seq"], result["object_lock"]) == (2, 6, False)
+    assert (result["anchors"], result["last_anchor_seq"], result["object_lock"]) == (2, 2, False)
+    assert (result["checkpoints"], result["chains"]) == (2, 3)
 
 
 def test_anchoring_a_cut_chain_is_refused(world: World) -> None:
@@ -60,10 +62,14 @@ def test_anchoring_a_cut_chain_is_refused(world: World) -> None:
         session.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
         session.execute(text("DELETE FROM audit_events WHERE seq = 4"))
         tip = session.execute(select(AuditEvent).where(AuditEvent.seq == 3)).scalar_one()
-        session.execute(update(AuditChainHead).values(last_seq=3, last_hash=tip.hash))
+        session.execute(
+            update(AuditChainHead)
+            .where(AuditChainHead.chain == tip.chain)
+            .values(last_chain_seq=1, last_seq=3, last_hash=tip.hash)
+        )
         session.commit()
     resp = world.http.post("/v1/audit/anchors", headers=world.ops.headers)
-    assert resp.status_code == 409 and "contradicts anchor" in resp.json()["detail"]
+    assert resp.status_code == 409 and "contradicts the checkpoints" in resp.json()["detail"]
 
 
 def test_only_ops_may_anchor(world: World) -> None:
@@ -88,22 +94,27 @@ def test_an_anchor_under_another_key_fails_verification(world: World) -> None:
         audit.use_key(saved)
     result = _verify(world)
     assert result["ok"] is False
-    assert "MAC does not match" in result["reason"] and anchor_key(4) in result["reason"]
+    assert "MAC does not match" in result["reason"] and anchor_key(1) in result["reason"]
 
 
 def _rechain(world: World, scheme_of: dict[int, HashScheme]) -> None:
-    """Rewrite hashes as a deployment from before the key (or a downgrading attacker) would."""
+    """Rewrite the log into the legacy global chain as a deployment from before per-tenant
+    chains and the key (or a downgrading attacker) would have written it."""
     with world.stack.session() as session:
         session.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
         events = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars().all()
         prev = "0" * 64
         for event in events:
             event.hash_scheme = scheme_of.get(event.seq, HashScheme.HMAC_SHA256)
-            event.prev_hash = prev
+            event.chain, event.chain_seq, event.prev_hash = "legacy", None, prev
             keyed = event.hash_scheme == HashScheme.HMAC_SHA256
             event.hash = prev = compute_hash(event, audit.key if keyed else None)
         session.flush()
-        session.execute(update(AuditChainHead).values(last_seq=events[-1].seq, last_hash=prev))
+        session.execute(delete(AuditChainHead))
+        last = events[-1].seq
+        session.add(
+            AuditChainHead(chain="legacy", last_chain_seq=last, last_seq=last, last_hash=prev)
+        )
         session.commit()
 
 

@@ -21,12 +21,17 @@ def test_cutting_the_tail_and_moving_the_head_back_is_detected(world: World) -> 
         session.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
         session.execute(text("DELETE FROM audit_events WHERE seq = 4"))
         tip = session.execute(select(AuditEvent).where(AuditEvent.seq == 3)).scalar_one()
-        session.execute(update(AuditChainHead).values(last_seq=3, last_hash=tip.hash))
+        session.execute(
+            update(AuditChainHead)
+            .where(AuditChainHead.chain == tip.chain)
+            .values(last_chain_seq=1, last_seq=3, last_hash=tip.hash)
+        )
         session.commit()
     result = _verify(world)
     assert result["ok"] is False, result
-    assert result["first_bad_seq"] == 4
-    assert "anchor" in result["reason"] and "cut" in result["reason"]
+    assert result["first_bad_seq"] == 4 and result["first_bad_chain_seq"] == 2
+    assert result["first_bad_chain"] == tip.chain
+    assert "checkpoint 1" in result["reason"] and "cut" in result["reason"]
 
 
 def test_rewriting_an_event_and_rehashing_the_rest_with_sha256_is_detected(world: World) -> None:
@@ -41,7 +46,11 @@ def test_rewriting_an_event_and_rehashing_the_rest_with_sha256_is_detected(world
             event.prev_hash = prev
             event.hash = prev = hashlib.sha256(_canonical(event)).hexdigest()
         session.flush()
-        session.execute(update(AuditChainHead).values(last_seq=events[-1].seq, last_hash=prev))
+        session.execute(
+            update(AuditChainHead)
+            .where(AuditChainHead.chain == events[-1].chain)
+            .values(last_seq=events[-1].seq, last_hash=prev)
+        )
         session.commit()
     result = _verify(world)
     assert result["ok"] is False, result

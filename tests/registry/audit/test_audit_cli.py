@@ -42,24 +42,35 @@ def test_audit_cli_shows_anchors_and_a_cut_tail(live: LiveRegistry, tmp_path: Pa
         )
         assert resp.status_code == 201
     out = _cli(live, tmp_path, "audit", "anchor")
-    assert out.returncode == 0 and "anchored seq 2" in out.stdout, out.stderr
+    assert out.returncode == 0, out.stderr
+    assert "checkpoint 1 (2 chain heads) anchored as audit/checkpoints/" in out.stdout
     out = _cli(live, tmp_path, "audit", "verify")
     assert out.returncode == 0, out.stderr
-    assert "audit chain intact: 2 events; 1 anchors, newest at seq 2" in out.stdout
+    assert (
+        "audit chain intact: 2 events in 2 chains; 1 checkpoints; 1 anchors, newest at "
+        "checkpoint 1" in out.stdout
+    )
     assert "no Object Lock" in out.stdout
-    # someone with database write access cuts the last event and moves the head back
+    out = _cli(live, tmp_path, "audit", "verify", "--tenant", "acme")
+    assert out.returncode == 0, out.stderr
+    assert "tenant acme's audit chain intact: 1 events in 1 chains" in out.stdout
+    # someone with database write access cuts acme's only event and moves its head back
     engine = create_engine(live.env["LORAPLEX_DATABASE_URL"])
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
-        conn.execute(text("DELETE FROM audit_events WHERE seq = 2"))
         conn.execute(
             text(
-                "UPDATE audit_chain_head SET last_seq = 1, "
-                "last_hash = (SELECT hash FROM audit_events WHERE seq = 1)"
+                "UPDATE audit_chain_heads SET last_chain_seq = 0, last_seq = 0, "
+                "last_hash = repeat('0', 64) "
+                "WHERE chain = (SELECT chain FROM audit_events WHERE seq = 2)"
             )
         )
+        conn.execute(text("DELETE FROM audit_events WHERE seq = 2"))
         conn.execute(text("ALTER TABLE audit_events ENABLE TRIGGER USER"))
     engine.dispose()
     out = _cli(live, tmp_path, "audit", "verify")
     assert out.returncode == 1
-    assert "BROKEN at seq 2" in out.stderr and "cut from the end" in out.stderr, out.stderr
+    assert "BROKEN at seq 2 (chain tenant:" in out.stderr, out.stderr
+    assert "cut from the end" in out.stderr, out.stderr
+    out = _cli(live, tmp_path, "audit", "verify", "--tenant", "acme")
+    assert out.returncode == 1 and "tenant acme's audit chain BROKEN at seq 2" in out.stderr
