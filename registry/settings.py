@@ -103,6 +103,25 @@ class Settings(BaseSettings):
     schedule_tick_seconds: int = Field(
         default=60, ge=1, description="how often beat claims due retrain schedules"
     )
+    # Issue 22, fair queues (C, registry/training/queueing.py): the database is the training
+    # queue and a TRAIN message a doorbell. Claim order: highest priority (set at creation from
+    # the trigger), then the tenant that started a job least recently, then the oldest job;
+    # a tenant runs at most `training_tenant_concurrency` jobs at once.
+    training_priority_manual: int = Field(
+        default=10, ge=-1000, le=1000, description="priority of manual (and upload) jobs"
+    )
+    training_priority_drift: int = Field(
+        default=10, ge=-1000, le=1000, description="priority of drift-triggered jobs"
+    )
+    training_priority_schedule: int = Field(
+        default=0, ge=-1000, le=1000, description="priority of scheduled retrains"
+    )
+    training_tenant_concurrency: int = Field(
+        default=2, ge=1, description="running training jobs per tenant at most"
+    )
+    training_wakeups: int = Field(
+        default=64, ge=1, description="TRAIN messages one enqueue or reaper run sends at most"
+    )
     drift_interval_seconds: int = Field(
         default=3600, ge=0, description="how often beat computes drift; 0: never"
     )
@@ -234,6 +253,20 @@ class Settings(BaseSettings):
     # runs (beat, or the embedded server's in-process queue); 0: never.
     split_check_seconds: int = Field(
         default=30, ge=0, description="how often splits are checked for rollback; 0: never"
+    )
+    # Issue 22, the schedule tick (registry/schedules/tick.py): due schedules are claimed in
+    # batches, each its own transaction, until none is due or the budget (keep it under
+    # schedule_tick_seconds) is spent; the next tick goes on where this one stopped.
+    schedule_tick_batch: int = Field(
+        default=500, ge=1, le=10_000, description="due schedules claimed per transaction"
+    )
+    schedule_tick_budget_seconds: float = Field(
+        default=45.0, gt=0, description="a tick starts no new batch after this long"
+    )
+    # Issue 22, the training backlog for ops (registry/training/backlog_metrics.py): the
+    # /metrics backlog gauges query the database at most once per this many seconds.
+    backlog_cache_seconds: float = Field(
+        default=15.0, ge=0, description="how long /metrics reuses the backlog figures"
     )
     # Teacher keys: a file named after the secret in this directory (a mounted Kubernetes
     # secret), else an environment variable of that name.

@@ -1,5 +1,6 @@
-"""Finds jobs whose worker died (lease expired) and retries or fails them; re-sends queued
-jobs whose message was lost. Runs from beat every `reaper_interval_seconds`."""
+"""Finds jobs whose worker died (lease expired) and retries or fails them; rings doorbells
+(at most `training_wakeups`) for queued jobs left unclaimed past `job_resend_seconds` (a lost
+message). Runs from beat every `reaper_interval_seconds`."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import structlog
 from registry.db import after_commit, utcnow
 from registry.labelling.repository import PlatformLabellingRepository
 from registry.labelling.service import labelling
-from registry.tasks import LABEL, TRAIN
+from registry.tasks import LABEL
 from registry.training.lifecycle import lifecycle
+from registry.training.queueing import wake
 from workers.cache import delete_prefix
 from workers.context import WorkerContext
 
@@ -24,10 +26,6 @@ def retry_delay(ctx: WorkerContext, attempts: int) -> float:
     return float(ctx.settings.job_retry_backoff_seconds * 2 ** max(0, attempts - 1))
 
 
-def _sender(ctx: WorkerContext, job_id: str) -> Callable[[], None]:
-    return lambda: ctx.queue.send(TRAIN, [job_id])
-
-
 def _label_sender(ctx: WorkerContext, job_id: str) -> Callable[[], None]:
     return lambda: ctx.queue.send(LABEL, [job_id])
 
@@ -37,9 +35,14 @@ def reap(ctx: WorkerContext, *, now: dt.datetime | None = None) -> dict[str, int
     stale_after = dt.timedelta(seconds=ctx.settings.job_resend_seconds)
     with ctx.session() as session:
         reaped = lifecycle.reap(session, now=now)
-        stale = lifecycle.stale_queued(session, older_than=now - stale_after)
-        for job_id in [r.job_id for r in reaped if r.requeued] + stale:
-            after_commit(session, _sender(ctx, str(job_id)))
+        stale = lifecycle.stale_queued(
+            session,
+            older_than=now - stale_after,
+            limit=ctx.settings.training_wakeups,
+            tenant_cap=ctx.settings.training_tenant_concurrency,
+        )
+        doorbells = [r.job_id for r in reaped if r.requeued] + stale
+        wake(session, queue=ctx.queue, settings=ctx.settings, job_ids=doorbells)
         lost = labelling.fail_stale(session, before=now - LABELLING_STALE)
         unsent = PlatformLabellingRepository(session).queued_before(now - stale_after)
         for job in unsent:
@@ -56,4 +59,5 @@ def reap(ctx: WorkerContext, *, now: dt.datetime | None = None) -> dict[str, int
         "requeued": sum(r.requeued for r in reaped),
         "failed": sum(not r.requeued for r in reaped),
         "resent": len(stale),
+        "doorbells": min(len(doorbells), ctx.settings.training_wakeups),
     }

@@ -25,7 +25,7 @@ from workers.context import WorkerContext
 def _train(ctx: WorkerContext, args: Sequence[Any], host: str) -> object:
     from workers.train_job import run_training
 
-    run_training(ctx, str(args[0]), host=host)
+    run_training(ctx, str(args[0]) if args else None, host=host)
     return None
 
 

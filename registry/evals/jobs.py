@@ -108,6 +108,7 @@ class EvaluateService:
             event=f"evaluate version {version.version} ({trigger})",
             action="evaluate_job.create",
             details={"adapter": adapter.name, "version": version.version, "trigger": trigger},
+            settings=settings,
         )
 
 

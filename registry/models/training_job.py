@@ -20,7 +20,13 @@ class TrainingJob(Base):
     """
 
     __tablename__ = "training_jobs"
-    __table_args__ = (Index("ix_training_jobs_adapter_status", "adapter_id", "status"),)
+    __table_args__ = (
+        Index("ix_training_jobs_adapter_status", "adapter_id", "status"),
+        # the fair claim (registry/training/queueing.py) and the backlog's drain rate
+        Index("ix_training_jobs_claim", "status", "priority", "created_at"),
+        Index("ix_training_jobs_tenant_status", "tenant_id", "status"),
+        Index("ix_training_jobs_finished_at", "finished_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
@@ -36,6 +42,10 @@ class TrainingJob(Base):
     )
     trigger: Mapped[Trigger] = mapped_column(enum_column(Trigger, column="trigger", length=16))
     trigger_ref: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # claim order: higher first (set from the trigger at creation; see Settings)
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # a retry waits out its backoff: not claimed before this time
+    not_before: Mapped[dt.datetime | None]
     config: Mapped[dict[str, Any]] = mapped_column(JSON)  # effective training config
     dataset_ids: Mapped[list[str]] = mapped_column(JSON)
     validation_dataset_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("datasets.id"))
@@ -58,6 +68,16 @@ class TrainingJob(Base):
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TrainingTenantTurn(Base):
+    """When a tenant last had a job started: the claim serves the tenant that waited longest
+    (round robin across tenants). A tenant with no row has never started one: it goes first."""
+
+    __tablename__ = "training_tenant_turns"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    last_started_at: Mapped[dt.datetime]
 
 
 class TrainingJobEvent(Base):

@@ -21,6 +21,7 @@ from registry.errors import Inconsistent, require
 from registry.models import Adapter, AdapterVersion, TrainingCheckpoint, TrainingJob
 from registry.models.enums import JobKind, JobStatus, VersionStatus
 from registry.notify import announce
+from registry.training import queueing
 from registry.training.repository import PlatformJobRepository, TrainingJobRepository
 from registry.training.service import add_event
 
@@ -29,7 +30,7 @@ Heartbeat = Literal["ok", "cancel", "pause", "lost"]
 
 @dataclass(frozen=True)
 class Claim:
-    state: Literal["claimed", "busy", "finished", "missing"]
+    state: Literal["claimed", "busy", "finished", "missing", "idle"]
     job: TrainingJob | None = None
     blocked_by: uuid.UUID | None = None
 
@@ -52,14 +53,33 @@ class JobLifecycle:
             raise Inconsistent(f"the adapter of job {job.id} is gone")
         return found
 
+    def claim_next(
+        self, session: Session, *, worker: str, lease_seconds: int, tenant_cap: int
+    ) -> Claim:
+        """Start the next job in fair order (see registry/training/queueing.py), or none
+        ("idle") when nothing is claimable. Claims queue on one transaction-scoped lock for
+        the pick, so concurrent workers never take one job twice or break the caps."""
+        queueing.lock_claims(session)
+        for _ in range(3):  # a job cancelled or paused between the pick and its row lock
+            job_id = queueing.next_job_id(session, now=utcnow(), tenant_cap=tenant_cap)
+            if job_id is None:
+                return Claim("idle")
+            stmt = select(TrainingJob).where(TrainingJob.id == job_id).with_for_update()
+            job = session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
+            if job.status == JobStatus.QUEUED:
+                return self._start(session, job, worker, lease_seconds)
+        return Claim("idle")
+
     def claim(
         self, session: Session, *, job_id: uuid.UUID, worker: str, lease_seconds: int
     ) -> Claim:
-        """Start a queued job, unless another job of the same adapter is running: the adapter's
-        row lock makes this check-and-set atomic, so two jobs never train one adapter at once."""
+        """Start this queued job (whatever the fair order), unless another job of the same
+        adapter is running: the adapter's row lock makes this check-and-set atomic, so two
+        jobs never train one adapter at once."""
         found = PlatformJobRepository(session).find(job_id)
         if found is None:
             return Claim("missing")
+        queueing.lock_claims(session)
         AdapterRepository(session, found.tenant_id).lock(self.adapter(session, found))
         repo = TrainingJobRepository(session, found.tenant_id)
         job = require(repo.get(job_id, lock=True), f"job {job_id}")
@@ -79,8 +99,11 @@ class JobLifecycle:
             job.updated_at = utcnow()
             session.flush()
             return Claim("busy", job, other.id)
+        return self._start(session, job, worker, lease_seconds)
+
+    def _start(self, session: Session, job: TrainingJob, worker: str, lease_seconds: int) -> Claim:
         now = utcnow()
-        job.status, job.worker = JobStatus.RUNNING, worker
+        job.status, job.worker, job.not_before = JobStatus.RUNNING, worker, None
         job.attempts += 1
         job.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
         job.started_at = job.started_at or now
@@ -88,6 +111,7 @@ class JobLifecycle:
         if job.kind == JobKind.TRAIN:  # an evaluate job scores a ready version: it stays ready
             moved(session, self.version(session, job), VersionStatus.TRAINING)
         add_event(session, job, "started", f"attempt {job.attempts} on {worker}", worker=worker)
+        queueing.took_turn(session, job.tenant_id, now)
         session.flush()
         return Claim("claimed", job)
 
@@ -239,14 +263,25 @@ class JobLifecycle:
         add_event(session, job, "cancelled", f"by {by}" if by else "stopped at the next step")
         session.flush()
 
-    def fail(self, session: Session, *, job: TrainingJob, error: str, retryable: bool) -> bool:
-        """Requeue when attempts remain and the error is transient; else fail for good.
-        Returns whether the job was requeued."""
+    def fail(
+        self,
+        session: Session,
+        *,
+        job: TrainingJob,
+        error: str,
+        retryable: bool,
+        retry_after: float = 0.0,
+    ) -> bool:
+        """Requeue when attempts remain and the error is transient (not claimed again for
+        `retry_after` seconds); else fail for good. Returns whether the job was requeued."""
         version = self.version(session, job)
         training = job.kind == JobKind.TRAIN  # an evaluate job leaves its version as it was
         job.error, job.worker, job.lease_expires_at = error[:4000], None, None
         if retryable and job.attempts < job.max_attempts and not job.cancel_requested:
             job.status = JobStatus.QUEUED
+            job.not_before = (
+                utcnow() + dt.timedelta(seconds=retry_after) if retry_after > 0 else None
+            )
             if training:
                 moved(session, version, VersionStatus.QUEUED)
             add_event(
@@ -284,16 +319,20 @@ class JobLifecycle:
             out.append(Reaped(job.id, requeued, None if requeued or prefix is None else prefix))
         return out
 
-    def stale_queued(self, session: Session, *, older_than: dt.datetime) -> list[uuid.UUID]:
-        """Queued jobs nobody picked up (a lost message, an embedded process restart). Each is
-        touched, so it is re-sent at most once per staleness period; a duplicate message is
-        harmless (the claim is a check-and-set)."""
-        jobs = PlatformJobRepository(session).queued_before(older_than)
-        now = utcnow()
-        for job in jobs:
-            job.updated_at = now
-        session.flush()
-        return [j.id for j in jobs]
+    def stale_queued(
+        self,
+        session: Session,
+        *,
+        older_than: dt.datetime,
+        limit: int = 64,
+        tenant_cap: int | None = None,
+    ) -> list[uuid.UUID]:
+        """Up to `limit` claimable jobs nobody picked up (a lost doorbell, an embedded process
+        restart). Each is touched, so it counts at most once per staleness period; an extra
+        doorbell is harmless (a worker with nothing to claim returns)."""
+        return queueing.stale_job_ids(
+            session, older_than=older_than, tenant_cap=tenant_cap, limit=limit
+        )
 
 
 def moved(

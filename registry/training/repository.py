@@ -90,12 +90,6 @@ class PlatformJobRepository:
         )
         return self.session.execute(stmt).scalars().all()
 
-    def queued_before(self, when: dt.datetime) -> Sequence[TrainingJob]:
-        stmt = select(TrainingJob).where(
-            TrainingJob.status == "queued", TrainingJob.updated_at < when
-        )
-        return self.session.execute(stmt).scalars().all()
-
     def labels(self, jobs: Sequence[TrainingJob]) -> dict[uuid.UUID, tuple[str, str, int]]:
         """job id -> (tenant slug, adapter name, version number), in one query."""
         ids = [j.id for j in jobs]

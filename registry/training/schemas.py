@@ -51,6 +51,12 @@ class TrainingJobOut(BaseModel):
         description="step, total_steps, epoch, train_loss, eval_loss, tokens_per_second"
     )
     result: dict[str, Any] = Field(description="metrics, evals and the promotion decision")
+    priority: int = Field(
+        default=0, description="from the trigger (LORAPLEX_TRAINING_PRIORITY_*): higher first"
+    )
+    not_before: dt.datetime | None = Field(
+        default=None, description="a retry waits for its backoff: not claimed before this"
+    )
     attempts: int
     max_attempts: int
     cancel_requested: bool

@@ -25,7 +25,8 @@ from registry.models import BaseModel, Dataset, Tenant, TrainingJob, TrainingJob
 from registry.models.enums import JobStatus
 from registry.settings import Settings
 from registry.storage import ObjectStore
-from registry.tasks import TRAIN, TaskQueue
+from registry.tasks import TaskQueue
+from registry.training.queueing import priority_for, wake
 from registry.training.repository import PlatformJobRepository, TrainingJobRepository
 from registry.training.schemas import FINISHED, JobEventOut, TrainingJobCreate, TrainingJobOut
 
@@ -75,9 +76,11 @@ def queue_job(
     event: str,
     action: str,
     details: dict[str, Any],
+    settings: Settings | None = None,
 ) -> TrainingJob:
-    """Store a new job with its `queued` event and audit event; its task is sent after commit
-    (a lost message is sent again by the reaper)."""
+    """Store a new job with its `queued` event and audit event, at its trigger's priority;
+    a doorbell rings after commit (a lost one is rung again by the reaper)."""
+    job.priority = priority_for(job.trigger, settings)
     TrainingJobRepository(session, job.tenant_id).add(job)
     session.flush()
     add_event(session, job, "queued", event)
@@ -90,8 +93,7 @@ def queue_job(
         tenant_id=job.tenant_id,
         details=details,
     )
-    job_id = str(job.id)
-    after_commit(session, lambda: queue.send(TRAIN, [job_id]))
+    wake(session, queue=queue, settings=settings, job_ids=[job.id])
     return job
 
 
@@ -172,6 +174,7 @@ class TrainingService:
             queue=queue,
             event=f"version {version.version} queued ({trigger})",
             action="training_job.create",
+            settings=settings,
             details={
                 "adapter": adapter.name,
                 "version": version.version,
@@ -267,6 +270,7 @@ class TrainingService:
         tenant: Tenant,
         job_id: uuid.UUID,
         queue: TaskQueue,
+        settings: Settings | None = None,
     ) -> TrainingJob:
         """A paused job is queued again; its next attempt continues from the saved state."""
         job = self._locked(session, tenant, job_id)
@@ -276,8 +280,7 @@ class TrainingService:
         add_event(session, job, "resumed", f"by {actor.subject}")
         session.flush()
         self._audit(session, actor, job, "training_job.resume")
-        sent = str(job.id)
-        after_commit(session, lambda: queue.send(TRAIN, [sent]))
+        wake(session, queue=queue, settings=settings, job_ids=[job.id])
         return job
 
     def _locked(self, session: Session, tenant: Tenant, job_id: uuid.UUID) -> TrainingJob:
@@ -329,6 +332,8 @@ class TrainingService:
                     validation_dataset_id=job.validation_dataset_id,
                     progress=job.progress,
                     result=job.result,
+                    priority=job.priority,
+                    not_before=job.not_before,
                     attempts=job.attempts,
                     max_attempts=job.max_attempts,
                     cancel_requested=job.cancel_requested,
