@@ -34,10 +34,11 @@ def parse_now(now: str | None) -> dt.datetime | None:
 
 def _drain(ctx: WorkerContext) -> None:
     """Without a broker the jobs just created run here: wait for them before exiting."""
+    if ctx.settings.broker_url:
+        return  # the workers run them; nothing to import or wait for here
     from cli import compose  # imported when used: `loraplex --help` stays cheap
 
-    if not ctx.settings.broker_url:
-        typer.echo("running the queued work in this process...", err=True)
+    typer.echo("running the queued work in this process...", err=True)
     compose.drain(ctx)
 
 
@@ -92,14 +93,30 @@ def reap() -> None:
     _drain(ctx)
 
 
+def _broker_context() -> WorkerContext:
+    """With a broker, only what sending needs: the worker context and the Celery client, not
+    the app and the in-process workers (`cli.compose`) that a run without one needs."""
+    from cli.config import configured_settings
+
+    settings = configured_settings()
+    if not settings.broker_url:
+        return _context()
+    from registry.tasks import CeleryQueue
+    from workers.context import build_context
+
+    return build_context(settings, CeleryQueue(settings))
+
+
 @schedules_app.command("tick")
 def schedules_tick(
     now: str = typer.Option(None, help="act as if it were this time (ISO 8601, with zone)"),
 ) -> None:
-    """Claim the due retrain schedules and queue their jobs (what beat runs every minute)."""
+    """Claim the due retrain schedules and queue their jobs, batch after batch, until none is
+    due or LORAPLEX_SCHEDULE_TICK_BUDGET_SECONDS is spent (what beat runs every minute).
+    Prints the counts and the first job ids (`queued_count` has them all)."""
     from workers.periodic import run_tick
 
-    ctx = _context()
+    ctx = _broker_context()
     typer.echo(run_tick(ctx, now=parse_now(now)).model_dump_json(indent=2))
     _drain(ctx)
 

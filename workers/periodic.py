@@ -1,15 +1,14 @@
-"""The scheduler tick as a task: one transaction, jobs sent after its commit."""
+"""The scheduler tick as a task: batches of due schedules, each its own transaction, its jobs
+sent after its commit, until none is due or the tick's time budget is spent."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from registry.db import utcnow
 from registry.schedules.schemas import TickOut
-from registry.schedules.tick import tick
+from registry.schedules.tick import drain
 from workers.context import WorkerContext
 
 
 def run_tick(ctx: WorkerContext, *, now: dt.datetime | None = None) -> TickOut:
-    with ctx.session() as session:
-        return tick(session, now=now or utcnow(), settings=ctx.settings, queue=ctx.queue)
+    return drain(ctx.sessions, settings=ctx.settings, queue=ctx.queue, now=now)

@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, String
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
@@ -13,10 +13,12 @@ from registry.models.enums import DatasetMode, DriftOutcome, ScheduleOutcome, en
 
 class TrainingSchedule(Base):
     """A cron schedule that retrains one adapter. `next_run_at` is the next due time in UTC
-    (None while disabled); the tick claims due rows under row locks and moves it forward."""
+    (None while disabled); `next_fire_at` the time the tick runs it: the due time plus the
+    adapter's place in the spread window (`registry.schedules.spread`). The tick claims rows
+    whose fire time has come under row locks and moves both forward."""
 
     __tablename__ = "training_schedules"
-    __table_args__ = (Index("ix_training_schedules_due", "enabled", "next_run_at"),)
+    __table_args__ = (Index("ix_training_schedules_fire", "enabled", "next_fire_at"),)
 
     adapter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("adapters.id"), primary_key=True)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
@@ -28,6 +30,9 @@ class TrainingSchedule(Base):
     )
     dataset_names: Mapped[list[str] | None] = mapped_column(JSON)  # None: every name
     next_run_at: Mapped[dt.datetime | None]
+    # 0: fire at the due time; else within [0, spread_seconds) after it
+    spread_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_fire_at: Mapped[dt.datetime | None]
     last_due_at: Mapped[dt.datetime | None]
     last_run_at: Mapped[dt.datetime | None]
     last_job_id: Mapped[uuid.UUID | None]

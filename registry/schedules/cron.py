@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
 # Far enough for "0 3 29 2 *" (leap days) and then some; a cron that never fires fails here.
 _HORIZON = dt.timedelta(days=366 * 9)
+MAX_MISSED = 10_000  # missed due times counted at most (a minutely cron after a week down)
 
 
 class CronError(ValueError):
@@ -51,6 +53,25 @@ def next_after(expr: str, tz: str, after: dt.datetime) -> dt.datetime:
             if value - after > _HORIZON:
                 break
             return value
+    raise CronError(f"cron expression {expr!r} never fires")
+
+
+@lru_cache(maxsize=4096)
+def advance(expr: str, tz: str, due: dt.datetime, now: dt.datetime) -> tuple[int, dt.datetime]:
+    """For a run due at `due` firing at `now`: how many later due times (at most MAX_MISSED)
+    have also passed (they collapse into this run), and the first due time after `now`.
+    Cached: a fleet on one cron shares the answer (the arguments are all immutable)."""
+    missed = 0
+    for value in _iterate(expr, tz, due):
+        if value <= due:
+            continue
+        if value > now:
+            if value - now > _HORIZON:
+                break
+            return missed, value
+        missed += 1
+        if missed >= MAX_MISSED:
+            return missed, next_after(expr, tz, now)
     raise CronError(f"cron expression {expr!r} never fires")
 
 

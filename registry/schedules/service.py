@@ -14,7 +14,7 @@ from registry.auth.principal import Principal
 from registry.db import utcnow
 from registry.errors import Conflict, Inconsistent, NotFound, Unprocessable
 from registry.models import Adapter, Tenant, TrainingSchedule
-from registry.schedules import cron
+from registry.schedules import cron, spread
 from registry.schedules.repository import PlatformScheduleRepository, ScheduleRepository
 from registry.schedules.schemas import ScheduleIn, ScheduleOut
 from registry.training.selection import select_datasets
@@ -32,6 +32,7 @@ class ScheduleService:
         now = utcnow()
         try:
             first = cron.validate(data.cron, data.timezone, now)
+            spread.check(data.cron, data.timezone, first, data.spread_seconds)
         except cron.CronError as exc:
             raise Unprocessable(str(exc)) from exc
         if data.dataset_names:
@@ -50,10 +51,16 @@ class ScheduleService:
             repo.add(row)
         row.cron, row.timezone, row.enabled = data.cron, data.timezone, data.enabled
         row.datasets, row.dataset_names = data.datasets, data.dataset_names
+        row.spread_seconds = data.spread_seconds
         if not data.enabled:
             row.next_run_at = None
         elif not keep_due:  # an unchanged schedule keeps a due time not yet run
             row.next_run_at = first
+        row.next_fire_at = (
+            spread.fire_at(adapter.id, row.next_run_at, row.spread_seconds)
+            if row.next_run_at is not None
+            else None
+        )
         row.updated_by = actor.subject
         row.updated_at = now
         session.flush()
@@ -68,6 +75,7 @@ class ScheduleService:
                 "adapter": adapter.name,
                 **data.model_dump(),
                 "next_run_at": row.next_run_at.isoformat() if row.next_run_at else None,
+                "next_fire_at": row.next_fire_at.isoformat() if row.next_fire_at else None,
             },
         )
         return row
@@ -113,9 +121,11 @@ class ScheduleService:
             cron=row.cron,
             timezone=row.timezone,
             enabled=row.enabled,
+            spread_seconds=row.spread_seconds,
             datasets=row.datasets,
             dataset_names=row.dataset_names,
             next_run_at=row.next_run_at,
+            next_fire_at=row.next_fire_at,
             upcoming=list(upcoming),
             last_due_at=row.last_due_at,
             last_run_at=row.last_run_at,
