@@ -11,6 +11,7 @@ from cli import dev as dev_cmd
 from cli import (
     lineage_view,
     remote,
+    remote_backlog,
     remote_base_models,
     remote_curation,
     remote_evals,
@@ -59,6 +60,7 @@ app.command("lineage")(lineage_view.lineage)
 app.add_typer(remote.audit_app, name="audit")
 app.add_typer(remote_base_models.base_models_app, name="base-models")
 app.add_typer(remote_evals.evals_app, name="evals")
+app.command("backlog")(remote_backlog.backlog)
 _ = remote_ops  # registers the schedule, drift-policy and audit commands
 
 

@@ -42,6 +42,8 @@ from registry.tenants.endpoints import router as tenants_router
 from registry.traffic.capture_endpoints import router as traffic_router
 from registry.traffic.curation_endpoints import router as curation_router
 from registry.traffic.feedback_endpoints import router as feedback_router
+from registry.training import backlog_metrics
+from registry.training.backlog_endpoints import router as backlog_router
 from registry.training.endpoints import router as training_router
 
 
@@ -107,6 +109,7 @@ def create_app(
         evals_router,
         lineage_router,
         training_router,
+        backlog_router,
         schedules_router,
         drift_router,
         traffic_router,
@@ -118,4 +121,5 @@ def create_app(
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(console_router)  # HTML pages at /console (not in the OpenAPI document)
     console_render.install(app)
+    backlog_metrics.install(app)  # the training backlog gauges on /metrics
     return app

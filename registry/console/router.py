@@ -10,6 +10,7 @@ from registry.errors import NotFound
 from . import (
     actions,
     audit_pages,
+    backlog_pages,
     drift_pages,
     eval_pages,
     job_pages,
@@ -61,6 +62,7 @@ for sub in (
     eval_pages.router,
     drift_pages.router,
     audit_pages.router,
+    backlog_pages.router,
     actions.router,
     split_actions.router,
     fallback_router,  # last: it matches every path

@@ -228,6 +228,7 @@ ENDPOINTS = [
     Endpoint("POST", JOBS + "/{job_id}/pause", "tenant_write"),
     Endpoint("POST", JOBS + "/{job_id}/resume", "tenant_write"),
     Endpoint("GET", "/v1/training-jobs", "audit"),
+    Endpoint("GET", "/v1/training-backlog", "audit"),
     Endpoint("PUT", AD + "/schedule", "ops_write", json=lambda c: _SCHEDULE),
     Endpoint("GET", AD + "/schedule", "tenant_read"),
     Endpoint("DELETE", AD + "/schedule", "ops_write"),
@@ -311,6 +312,7 @@ ENDPOINTS = [
     ),
     Endpoint("POST", CON + "/split", "console_write", data={"clear": "1", "reason": "matrix"}),
     Endpoint("GET", "/console/audit", "console_audit"),
+    Endpoint("GET", "/console/backlog", "console_audit"),
     Endpoint("GET", "/console/audit/verify", "console_audit"),
     Endpoint("GET", "/console/{rest}", "console_no_page"),
 ]
