@@ -26,24 +26,30 @@ from tests.registry.training.fair_seed import FairSeed
 SETTINGS = Settings(training_tenant_concurrency=100)  # the cap apart: round robin alone
 
 
+def _engine(url: str) -> Engine:
+    upgrade(url)
+    return make_engine(url) if url.startswith("sqlite") else make_engine(url, pool_size=10)
+
+
+def _pg_url(request: pytest.FixtureRequest) -> str:
+    admin: str = request.getfixturevalue("pg_admin_url")
+    return create_database(admin, f"loraplex_fair_{uuid.uuid4().hex[:8]}")
+
+
 @pytest.fixture(params=["postgres", "sqlite"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'fair.db'}"
-    else:
-        admin: str = request.getfixturevalue("pg_admin_url")
-        url = create_database(admin, f"loraplex_fair_{uuid.uuid4().hex[:8]}")
-    upgrade(url)
-    eng = make_engine(url) if url.startswith("sqlite") else make_engine(url, pool_size=10)
+    sqlite = f"sqlite:///{tmp_path / 'fair.db'}"
+    eng = _engine(sqlite if request.param == "sqlite" else _pg_url(request))
     yield eng
     eng.dispose()
 
 
 @pytest.fixture
-def pg(engine: Engine) -> Engine:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("concurrent claimers: PostgreSQL (SQLite has a single writer)")
-    return engine
+def pg(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """Concurrent claimers need PostgreSQL (SQLite has a single writer)."""
+    eng = _engine(_pg_url(request))
+    yield eng
+    eng.dispose()
 
 
 def claim(engine: Engine, worker: str = "w", cap: int = 100) -> Claim:
