@@ -10,7 +10,9 @@ migrates, seeds tenants with one multi-row INSERT, then runs, in one process and
   (a labelled copy of the `record` from before 0013: one global head row locked FOR UPDATE at
   record time, held until commit) on its own copy of the tables, and with the NEW one
   (`registry.audit.service.audit.record`: per-tenant chain heads, locked at commit), each with
-  every writer on its own tenant and with all writers on one tenant.
+  every writer on its own tenant and with all writers on one tenant; and on own tenants with
+  `--after-ms` more of the transaction's life after its event (a pg_sleep standing for the rest
+  of an API write's statements and round trips: the old append holds the global lock through it).
 - **API write wait during a tick batch**: one transaction records 2 events for each of
   `--batch` tenants (as a 500-schedule tick batch does: `record_many` in the new code, a loop
   of the old `record` in the old), then works `--hold` seconds before committing, while 4
@@ -148,6 +150,18 @@ def new_write(session: Session, tenant: uuid.UUID, i: int) -> None:
     )
 
 
+def _then_work(write: Write, ms: float) -> Write:
+    """`write`, then `ms` more of the transaction's life inside the database before the commit
+    (the rest of an API write's statements and round trips after it recorded its event; a
+    pg_sleep stands for them)."""
+
+    def run(session: Session, tenant: uuid.UUID, i: int) -> None:
+        write(session, tenant, i)
+        session.execute(text("SELECT pg_sleep(:s)"), {"s": ms / 1000})
+
+    return run
+
+
 def _loop(
     sm: sessionmaker[Session], write: Write, tenant: uuid.UUID, stop: threading.Event
 ) -> list[float]:
@@ -274,11 +288,13 @@ def render(res: dict[str, Any]) -> str:
         "new p99 ms |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for case in ("own_tenants", "one_tenant"):
+    after = res["params"]["after_ms"]
+    for case in ("own_tenants", "one_tenant", "own_tenants_then_work"):
         o, n = r[f"old_{case}"], r[f"new_{case}"]
         ratio = n["writes_per_s"] / o["writes_per_s"]
+        label = case.replace("_then_work", f", {after:g} ms more in the transaction")
         lines.append(
-            f"| {case.replace('_', ' ')} | {o['writes_per_s']:.0f} | {n['writes_per_s']:.0f} | "
+            f"| {label.replace('_', ' ')} | {o['writes_per_s']:.0f} | {n['writes_per_s']:.0f} | "
             f"{ratio:.1f}x | {o['p99_ms']:.1f} | {n['p99_ms']:.1f} |"
         )
     lines += ["", "| API write during a tick batch | p50 ms | p99 ms | max ms | batch s |"]
@@ -298,6 +314,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--batch", type=int, default=500, help="tenants in the tick batch")
     ap.add_argument("--hold", type=float, default=1.0, help="seconds the batch works after")
+    ap.add_argument("--after-ms", type=float, default=5.0, help="work after the event, third case")
     ap.add_argument("--no-fsync", action="store_true", help="tests.services' fsync=off server")
     args = ap.parse_args()
     res: dict[str, Any] = {"params": vars(args)}
@@ -317,6 +334,8 @@ def main() -> None:
             for name, write in (("old", old_write), ("new", new_write)):
                 r[f"{name}_own_tenants"] = throughput(sm, write, mine, args.seconds)
                 r[f"{name}_one_tenant"] = throughput(sm, write, one, args.seconds)
+                slow = _then_work(write, args.after_ms)
+                r[f"{name}_own_tenants_then_work"] = throughput(sm, slow, mine, args.seconds)
             for name in ("old", "new"):
                 r[f"tick_{name}"] = tick_wait(sm, name == "old", batch, tenants[-4:], args.hold)
             with sm() as s:
