@@ -1,6 +1,8 @@
 """One engine as the gateway sees it (issue 19), and reading that from the engine itself.
 
-- health: GET /health answers 200;
+- health: GET /health answers 200. A refused connection or another status marks an engine down
+  at once; a health check that only timed out does so on the SLOW_POLLS-th in a row (a busy
+  engine on a loaded host answers late, and one late answer must not empty the pool);
 - load: `vllm:num_requests_waiting` + `vllm:num_requests_running` from GET /metrics (summed over
   label sets); between polls the gateway's own in-flight count moves it, never below that count;
 - residency: the adapter versions (our engine names) on GET /v1/models, asked with the engine
@@ -30,6 +32,7 @@ from serving.gateway.proxy import EngineClient
 from serving.names import parse_engine_name
 
 log = structlog.get_logger(__name__)
+SLOW_POLLS = 2  # health checks in a row that timed out before an up engine is marked down
 _LOAD = re.compile(r"^vllm:num_requests_(?:waiting|running)(?:\{[^}]*\})?\s+(\S+)", re.M)
 PER_ENGINE = (
     metrics.ENGINE_HEALTHY,
@@ -53,6 +56,7 @@ class Engine:
     inflight_at_poll: int = 0
     resident: frozenset[str] = frozenset()
     failed_at: float = -math.inf  # a request failed on it before its head
+    slow_polls: int = 0  # health checks in a row that timed out
 
     @property
     def load(self) -> int:
@@ -106,6 +110,10 @@ async def poll(engine: Engine, timeout: float, clock: Callable[[], float]) -> No
         return_exceptions=True,
     )
     up = isinstance(health, httpx.Response) and health.status_code == 200
+    engine.slow_polls = engine.slow_polls + 1 if isinstance(health, httpx.TimeoutException) else 0
+    if not up and engine.healthy and 0 < engine.slow_polls < SLOW_POLLS:
+        log.info("gateway.engine_slow_health", engine=engine.name, polls=engine.slow_polls)
+        up = True  # late, not gone: the next poll decides
     if engine.failed_at >= started:
         up = False  # a request failed on it while this poll was on its way
     if up != engine.healthy:

@@ -54,11 +54,13 @@ class FakeEngine:
         self.waiting = 0
         self.gate: asyncio.Event | None = None  # set: completions wait for it
         self.forget = 0  # next completions answered 404 for the model (a cache eviction race)
+        self.health_delay = 0.0  # seconds /health takes to answer (a busy engine)
         self.server: uvicorn.Server | None = None
         self.task: asyncio.Task[None] | None = None
 
     def app(self) -> Starlette:
         async def health(_: Request) -> Response:
+            await asyncio.sleep(self.health_delay)
             return Response(status_code=200)
 
         async def prom(_: Request) -> Response:
