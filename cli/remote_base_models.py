@@ -17,7 +17,9 @@ base_models_app = typer.Typer(no_args_is_help=True, help="Shared base models (re
 
 @base_models_app.command("list")
 def base_models_list() -> None:
-    table = Table("name", "architecture", "layers", "digest", "template renders tools", "parser")
+    table = Table(
+        "name", "architecture", "layers", "digest", "template renders tools", "parser", "max rank"
+    )
     for m in Api.load().get("/v1/base-models"):
         table.add_row(
             m["name"],
@@ -26,6 +28,7 @@ def base_models_list() -> None:
             m["digest"][:16],
             "yes" if m["chat_template_tools"] else "no",
             m["tool_call_parser"] or "-",
+            str(m["max_lora_rank"]),
         )
     console.print(table)
 
@@ -38,6 +41,12 @@ def base_models_register(
         None, help="vLLM tool-call parser that reads the model's calls, e.g. hermes"
     ),
     expected_digest: str = typer.Option(None, help="refuse if the files differ"),
+    max_lora_rank: int = typer.Option(
+        None,
+        help="highest LoRA rank served on it (one of vLLM's: 1, 8, 16, 32, 64, 128, 256, 320, "
+        "512); training and uploads above it are refused, its engines start with it. Set once "
+        "here; default: the registry's LORAPLEX_MAX_LORA_RANK",
+    ),
 ) -> None:
     """Register a base model; the registry inspects its files and chat template."""
     body = {
@@ -45,6 +54,7 @@ def base_models_register(
         "uri": uri,
         "tool_call_parser": tool_call_parser,
         "expected_digest": expected_digest,
+        "max_lora_rank": max_lora_rank,
     }
     _json(Api.load().post("/v1/base-models", json=body))
 

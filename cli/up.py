@@ -79,7 +79,12 @@ def _ops_client(settings_home: Path) -> tuple[dict[str, str], bool]:
 
 
 def _base_model(
-    name: str, path: Path | None, home: Path, env: dict[str, str], tool_call_parser: str | None
+    name: str,
+    path: Path | None,
+    home: Path,
+    env: dict[str, str],
+    tool_call_parser: str | None,
+    max_lora_rank: int,
 ) -> None:
     """Register `name` (building the tiny base model under home on first start)."""
     from registry.auth.principal import Principal
@@ -106,7 +111,10 @@ def _base_model(
                     session,
                     actor=Principal.local_operator("loraplex-up"),
                     data=BaseModelCreate(
-                        name=name, uri=str(folder), tool_call_parser=tool_call_parser
+                        name=name,
+                        uri=str(folder),
+                        tool_call_parser=tool_call_parser,
+                        max_lora_rank=max_lora_rank,
                     ),
                     settings=settings,
                 )
@@ -119,7 +127,10 @@ def _base_model(
                 )
             raise typer.Exit(1) from None
         calls = f"tool calls read by '{tool_call_parser}'" if tool_call_parser else "no tool calls"
-        console.print(f"registered base model {name} from {folder} ({calls})")
+        console.print(
+            f"registered base model {name} from {folder} ({calls}, LoRA ranks up to "
+            f"{max_lora_rank})"
+        )
     finally:
         engine.dispose()
 
@@ -155,6 +166,11 @@ def up(
         help="vLLM tool-call parser registered with the base model (the tiny model's template "
         "is Hermes style); 'none' serves no tool calling",
     ),
+    max_lora_rank: int = typer.Option(
+        16,
+        help="highest LoRA rank the base model serves, when up registers it (one of vLLM's: "
+        "8, 16, 32, 64...); the engine's CPU LoRA ops pay for every rank up to it",
+    ),
 ) -> None:
     """Run the whole platform on this machine until Ctrl-C."""
     from cli.config import configured_settings
@@ -181,7 +197,7 @@ def up(
         env.setdefault("LORAPLEX_JOB_RESEND_SECONDS", str(EMBEDDED_RESEND_SECONDS))
     creds, created = _ops_client(home)
     parser = None if tool_call_parser.lower() == "none" else tool_call_parser
-    _base_model(base_model, base_model_path, home, env, parser)
+    _base_model(base_model, base_model_path, home, env, parser, max_lora_rank)
 
     registry_url, gateway_url = f"http://{host}:{port}", f"http://{host}:{gateway_port}"
     children = [

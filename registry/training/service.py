@@ -132,7 +132,8 @@ class TrainingService:
             )
         config = _merge_config(adapter.training_config, data.hyperparameters)
         base = require(BaseModelRepository(session).get(adapter.base_model_id), "base model")
-        adapters.check_config(base, config, settings)
+        rank_from = "hyperparameters.rank" if "rank" in data.hyperparameters else None
+        adapters.check_config(base, config, rank_from=rank_from or "the adapter's training.rank")
         _check_tools(base, train + ([validation] if validation else []))
 
         job_id = uuid.uuid4()

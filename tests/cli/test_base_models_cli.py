@@ -36,10 +36,13 @@ def test_register_and_list(live: LiveRegistry, tmp_path: Path) -> None:
         "base-models", "register", "plain", str(plain), "--tool-call-parser", "hermes", ok=False
     )
     assert refused.returncode != 0 and "does not render the `tools` list" in refused.stderr
-    assert ops.json("base-models", "register", "plain", str(plain))["chat_template_tools"] is False
+    plain_body = ops.json("base-models", "register", "plain", str(plain), "--max-lora-rank", "16")
+    assert plain_body["chat_template_tools"] is False and plain_body["max_lora_rank"] == 16
+    assert body["max_lora_rank"] == 64  # the registry's default
 
     table = ops.run("base-models", "list").stdout
     lines = table.splitlines()
     rows = {n: line for line in lines for n in ("agent", "plain") if f" {n} " in line}
     assert "yes" in rows["agent"] and "hermes" in rows["agent"], table
     assert "no" in rows["plain"] and "hermes" not in rows["plain"], table
+    assert " 16 " in rows["plain"] and " 64 " in rows["agent"], table

@@ -17,14 +17,16 @@ def _settings(tmp_path: Path) -> Settings:
 
 def test_a_parser_turns_tool_calling_on(tmp_path: Path) -> None:
     launch = engine.build_launch(
-        _settings(tmp_path), "tiny", tmp_path / "model", tool_call_parser="hermes"
+        _settings(tmp_path), "tiny", tmp_path / "model", max_lora_rank=64, tool_call_parser="hermes"
     )
     i = launch.argv.index("--tool-call-parser")
     assert launch.argv[i + 1] == "hermes" and "--enable-auto-tool-choice" in launch.argv
 
 
 def test_no_parser_no_tool_calling(tmp_path: Path) -> None:
-    argv = engine.build_launch(_settings(tmp_path), "tiny", tmp_path / "model").argv
+    argv = engine.build_launch(
+        _settings(tmp_path), "tiny", tmp_path / "model", max_lora_rank=64
+    ).argv
     assert "--tool-call-parser" not in argv and "--enable-auto-tool-choice" not in argv
 
 
@@ -32,7 +34,7 @@ def test_no_parser_no_tool_calling(tmp_path: Path) -> None:
 def test_prepare_uses_the_base_models_parser(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parser: str | None
 ) -> None:
-    base = BaseModel(name="tiny", tool_call_parser=parser)
+    base = BaseModel(name="tiny", tool_call_parser=parser, max_lora_rank=64)
 
     def local_base_model(settings: Settings, name: str) -> tuple[BaseModel, Path]:
         assert name == "tiny"

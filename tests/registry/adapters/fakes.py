@@ -162,7 +162,12 @@ def check_adapter(
     """The problems `check_lora_adapter` finds in an adapter (default: q/v, r=8) for `base`."""
     header = parse_header(safetensors_bytes(lora_tensors() if tensors is None else tensors))
     problems = check_lora_adapter(
-        adapter_config(**config), header, base, base_model_names=NAMES, max_rank=max_rank
+        adapter_config(**config),
+        header,
+        base,
+        base_model_names=NAMES,
+        base_name="tiny",
+        max_rank=max_rank,
     )
     return [p.reason for p in problems]
 

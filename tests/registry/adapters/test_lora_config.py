@@ -35,7 +35,7 @@ def test_rank_must_be_a_positive_integer(base: BaseModelInfo, r: object) -> None
 
 def test_rank_above_the_serving_maximum(base: BaseModelInfo) -> None:
     problems = check(base, lora_tensors(r=32), r=32, max_rank=16)
-    one(problems, "r is 32, above the serving engines' maximum LoRA rank 16")
+    one(problems, "adapter_config.json: r 32 is above base model 'tiny''s maximum LoRA rank 16")
     assert check(base, lora_tensors(r=16), r=16, max_rank=16) == []
 
 
@@ -45,8 +45,12 @@ def test_rank_pattern(base: BaseModelInfo) -> None:
     assert check(base, tensors, rank_pattern={r"model.layers.\d+.self_attn.q_proj": 16}) == []
     problems = check(base, tensors, rank_pattern={"q_proj": 16}, max_rank=8)
     assert problems == [
-        "adapter_config.json: rank_pattern['q_proj'] is 16, not a positive integer up to 8"
+        "adapter_config.json: rank_pattern['q_proj'] 16 is above base model 'tiny''s maximum "
+        "LoRA rank 8 (set when it was registered; ops can register a base model with a higher "
+        "--max-lora-rank)"
     ]
+    problems = check(base, tensors, rank_pattern={"q_proj": 0})
+    assert problems[0] == "adapter_config.json: rank_pattern['q_proj'] is 0, not a positive integer"
     problems = check(base, tensors)  # no pattern: q_proj tensors do not have rank r=8
     assert len(problems) == 4 and all("q_proj" in p and "rank is 8" in p for p in problems)
 

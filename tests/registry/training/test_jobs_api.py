@@ -36,7 +36,7 @@ def test_job_creates_a_queued_version_and_is_sent_after_commit(jw: JobWorld) -> 
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
-        ({"rank": 1000}, "above the platform maximum"),
+        ({"rank": 1000}, "hyperparameters.rank 1000 is above base model 'tiny''s maximum"),
         ({"learning_rate": -1}, "hyperparameters.learning_rate"),
         ({"bogus": 1}, "hyperparameters.bogus"),
         ({"target_modules": ["nope_proj"]}, "not linear modules"),
