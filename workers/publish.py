@@ -36,18 +36,19 @@ def check_adapter(folder: Path, inputs: JobInputs, settings: Settings) -> None:
         reader.finish(),
         base_model_info(inputs.base),
         base_model_names=known_names(inputs.base),
-        max_rank=settings.max_lora_rank,
+        base_name=inputs.base.name,
+        max_rank=inputs.base.max_lora_rank,
     )
     if problems:
         raise RuntimeError(f"trained adapter failed its checks: {problems[0].reason}")
 
 
 def _put_file(store: ObjectStore, path: Path, key: str) -> StoredObject:
-    with store.writer() as writer:  # a temporary object until commit
+    with store.writer(key) as writer:  # straight to its key, invisible until commit
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):
                 writer.write(chunk)
-        return writer.commit(key)
+        return writer.commit()
 
 
 def publish(

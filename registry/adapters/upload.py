@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import structlog
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -21,8 +23,10 @@ from registry.db import utcnow
 from registry.errors import Conflict, Unprocessable, require
 from registry.models import Adapter, AdapterVersion, Tenant
 from registry.settings import Settings
-from registry.storage import ObjectStore, ObjectWriter, StoredObject
+from registry.storage import ObjectStore, ObjectWriter, StorageError, StoredObject
 from registry.uploads import read_streaming_form
+
+log = structlog.get_logger(__name__)
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -50,16 +54,18 @@ class _ConfigSink:
 
 
 class _WeightsSink:
-    """Streams to a temporary object while parsing the safetensors header."""
+    """Streams to the version's weights key while parsing the safetensors header: the parts go
+    straight there but stay invisible until commit (an abort discards them)."""
 
-    def __init__(self, store: ObjectStore, max_header_bytes: int) -> None:
-        self.store, self.reader = store, HeaderReader(max_header_bytes, name=WEIGHTS_FILE)
+    def __init__(self, store: ObjectStore, key: str, max_header_bytes: int) -> None:
+        self.store, self.key = store, key
+        self.reader = HeaderReader(max_header_bytes, name=WEIGHTS_FILE)
         self.writer: ObjectWriter | None = None
 
     def begin(self, filename: str, content_type: str) -> None:
         if filename.endswith(".bin"):
             raise Unprocessable(PICKLE_HINT)
-        self.writer = self.store.writer()
+        self.writer = self.store.writer(self.key)
 
     def feed(self, data: bytes) -> None:
         if self.writer is None:
@@ -104,7 +110,10 @@ async def upload_version(
     if adapter.archived_at is not None:
         raise Conflict(f"adapter '{adapter.name}' is archived")
     config_sink = _ConfigSink()
-    weights = _WeightsSink(store, settings.adapter_max_header_bytes)
+    # The version's id, so its key, is chosen now: the weights stream to their final key.
+    version_id = uuid.uuid4()
+    prefix = artifact_prefix(tenant.id, adapter.id, version_id)
+    weights = _WeightsSink(store, f"{prefix}/{WEIGHTS_FILE}", settings.adapter_max_header_bytes)
     try:
         await read_streaming_form(
             content_type,
@@ -119,7 +128,15 @@ async def upload_version(
         if not config_sink.data or weights.writer is None:
             raise Unprocessable(f"send both files: '{CONFIG_FILE}' and '{WEIGHTS_FILE}'")
         return await run_in_threadpool(
-            _check_and_register, session, actor, tenant, adapter, config_sink, weights, settings
+            _check_and_register,
+            session,
+            actor,
+            tenant,
+            adapter,
+            config_sink,
+            weights,
+            settings,
+            version_id,
         )
     except BaseException:
         if weights.writer is not None:
@@ -135,6 +152,7 @@ def _check_and_register(
     config_sink: _ConfigSink,
     weights: _WeightsSink,
     settings: Settings,
+    version_id: uuid.UUID,
 ) -> AdapterVersion:
     try:
         config = parse_adapter_config(bytes(config_sink.data))
@@ -150,7 +168,8 @@ def _check_and_register(
         header,
         base_model_info(base),
         base_model_names=known_names(base),
-        max_rank=settings.max_lora_rank,
+        base_name=base.name,
+        max_rank=base.max_lora_rank,
     )
     if problems:
         reasons = [p.reason for p in problems]
@@ -167,18 +186,48 @@ def _check_and_register(
             created_by=actor.subject,
             training_config=training_config,
             parent=versions.default_parent(session, adapter=adapter),
+            version_id=version_id,
         ),
     )
     prefix = artifact_prefix(tenant.id, adapter.id, version.id)
     if weights.writer is None:
         raise RuntimeError("no weights were received")
-    stored = [
-        weights.store.put_bytes(f"{prefix}/{CONFIG_FILE}", bytes(config_sink.data)),
-        weights.writer.commit(f"{prefix}/{WEIGHTS_FILE}"),
-    ]
-    manifest = build_manifest(adapter, version, base.name, stored, prefix)
-    body = json.dumps(manifest, sort_keys=True, indent=1).encode()
-    weights.store.put_bytes(f"{prefix}/{MANIFEST_FILE}", body)  # last: the artifact is complete
+    store = weights.store
+    keys = [f"{prefix}/{name}" for name in (WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE)]
+    try:
+        stored = [
+            store.put_bytes(keys[1], bytes(config_sink.data)),
+            weights.writer.commit(keys[0]),
+        ]
+        manifest = build_manifest(adapter, version, base.name, stored, prefix)
+        body = json.dumps(manifest, sort_keys=True, indent=1).encode()
+        store.put_bytes(keys[2], body)  # last: the artifact is complete
+        _finish(session, actor, tenant, adapter, version, manifest, body, stored, prefix)
+    except BaseException:
+        _withdraw(store, keys)  # the version is rolled back: its files must not stay
+        raise
+    return version
+
+
+def _withdraw(store: ObjectStore, keys: list[str]) -> None:
+    for key in keys:
+        try:
+            store.delete(key)
+        except StorageError:
+            log.warning("adapter.upload_cleanup_failed", key=key, exc_info=True)
+
+
+def _finish(
+    session: Session,
+    actor: Principal,
+    tenant: Tenant,
+    adapter: Adapter,
+    version: AdapterVersion,
+    manifest: dict[str, Any],
+    body: bytes,
+    stored: list[StoredObject],
+    prefix: str,
+) -> None:
     version.artifact_prefix = prefix
     version.manifest = manifest
     version.manifest_digest = hashlib.sha256(body).hexdigest()
@@ -194,7 +243,6 @@ def _check_and_register(
         tenant_id=tenant.id,
         details={"manifest_digest": version.manifest_digest, "size_bytes": version.size_bytes},
     )
-    return version
 
 
 def build_manifest(

@@ -79,12 +79,17 @@ def validate_destination(key: str) -> str:
 class ObjectWriter(ABC):
     """Streams one object into the store; see `commit` and `abort`.
 
-    Data goes to a temporary key (`_tmp/<uuid>` under the store's prefix) and becomes visible
-    under its final key only on `commit`. Any exception raised by `write` or `commit` aborts
-    the writer; used as a context manager it aborts unless committed. Not thread-safe.
+    Nothing is visible under the final key before `commit`. A writer opened on its key
+    (`store.writer(key)`) may send data straight there (S3: an uncompleted multipart upload,
+    which GET and LIST do not see) and its commit replaces any object at that key, like
+    `put_bytes`. One opened without a key (the key depends on the digest, see `commit`) keeps
+    its data under a temporary key (`_tmp/<uuid>` under the store's prefix) until commit. Any
+    exception raised by `write` or `commit` aborts the writer; used as a context manager it
+    aborts unless committed. Not thread-safe.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, key: str | None = None) -> None:
+        self._key = validate_destination(key) if key is not None else None
         self._sha256 = hashlib.sha256()
         self._size = 0
         self._state = "open"  # open | committed | aborted
@@ -111,16 +116,24 @@ class ObjectWriter(ABC):
         self._sha256.update(data)
         self._size += len(data)
 
-    def commit(self, key: KeySpec) -> StoredObject:
+    def commit(self, key: KeySpec | None = None) -> StoredObject:
         """Make the data visible under `key` (or `key(sha256_hex)`) and return it.
 
-        If an object already exists at the final key it is kept as is (content-addressed keys
+        A writer opened on its key commits to that key (`key` may be left out). Otherwise, if
+        an object already exists at the final key it is kept as is (content-addressed keys
         imply equal content), the temporary data is discarded and the existing key returned.
         """
         self._check_open()
         try:
             digest = self._sha256.hexdigest()
-            final_key = validate_destination(key(digest) if callable(key) else key)
+            if self._key is not None:
+                if key is not None and key != self._key:
+                    raise ValueError(f"this writer was opened on {self._key!r}, not {key!r}")
+                final_key = self._key
+            elif key is None:
+                raise ValueError("commit needs a key: the writer was opened without one")
+            else:
+                final_key = validate_destination(key(digest) if callable(key) else key)
             self._commit(final_key)
         except BaseException:
             self._abort_after_error()
@@ -175,7 +188,9 @@ class ObjectStore(Protocol):
 
     url: str
 
-    def writer(self) -> ObjectWriter: ...
+    def writer(self, key: str | None = None) -> ObjectWriter:
+        """A streaming writer; with `key`, data may go straight to it (see ObjectWriter)."""
+        ...
 
     def put_bytes(self, key: str, data: bytes) -> StoredObject:
         """Store `data` under `key`, replacing any existing object (atomically)."""

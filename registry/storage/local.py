@@ -70,9 +70,11 @@ class LocalObjectStore:
         if not os.path.isdir(self.root):
             raise StorageUnavailable(f"local store directory {self.root} does not exist")
 
-    def writer(self) -> LocalObjectWriter:
+    def writer(self, key: str | None = None) -> LocalObjectWriter:
         self._check_root()
-        return LocalObjectWriter(self)
+        # Opened on its key, a writer replaces what is there (as S3's would); the rename is
+        # atomic, so nothing partial is ever visible.
+        return LocalObjectWriter(self, key=key, replace=key is not None)
 
     def put_bytes(self, key: str, data: bytes) -> StoredObject:
         validate_destination(key)
@@ -163,8 +165,10 @@ class LocalObjectStore:
 class LocalObjectWriter(ObjectWriter):
     """Writes `<root>/_tmp/<uuid>`; commit fsyncs it and renames it into place."""
 
-    def __init__(self, store: LocalObjectStore, *, replace: bool = False) -> None:
-        super().__init__()
+    def __init__(
+        self, store: LocalObjectStore, *, key: str | None = None, replace: bool = False
+    ) -> None:
+        super().__init__(key)
         self._replace = replace  # put_bytes: overwrite an existing object instead of keeping it
         self._store = store
         tmp_dir = os.path.join(store.root, TMP_PREFIX.rstrip("/"))

@@ -7,23 +7,16 @@ import datetime as dt
 import hashlib
 import logging
 import threading
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import boto3
 import botocore.session
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from registry.storage.base import (
-    TMP_PREFIX,
-    ObjectExists,
     ObjectNotFound,
-    ObjectWriter,
     StorageError,
     StorageUnavailable,
     StoredObject,
@@ -31,15 +24,9 @@ from registry.storage.base import (
     validate_key,
     validate_prefix,
 )
-
-MIN_PART_SIZE = 5 << 20  # S3's minimum for every part but the last
-MAX_PART_SIZE = 5 << 30
-MAX_PARTS = 10_000
-_NOT_FOUND = ("404", "NoSuchKey", "NotFound")
-# A conditional put lost: the object exists (412), or a concurrent conditional put won (409).
-_EXISTS = ("PreconditionFailed", "412", "ConditionalRequestConflict")
-_OUTAGE = ("InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "500", "503")
-_UNUSABLE = ("NoSuchBucket", "403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+from registry.storage.s3_errors import MAX_PART_SIZE, MIN_PART_SIZE
+from registry.storage.s3_errors import translate as _translate
+from registry.storage.s3_writer import S3ObjectWriter
 
 log = logging.getLogger(__name__)
 
@@ -62,30 +49,6 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session(botocore_session=session)
 
 
-@contextmanager
-def _translate(what: str, *, ignore: tuple[str, ...] = ()) -> Iterator[None]:
-    """Turn botocore exceptions into StorageError subclasses; swallow error codes in `ignore`."""
-    try:
-        yield
-    except ClientError as e:
-        code = str(e.response.get("Error", {}).get("Code", ""))
-        if code in ignore:
-            return
-        if code in _EXISTS:
-            raise ObjectExists(f"{what}: an object already exists there") from e
-        if code in _NOT_FOUND:
-            raise ObjectNotFound(f"{what}: no such object") from e
-        status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        # 5xx (after botocore's retries) and throttling: the store is down, not our request.
-        unusable = code in _UNUSABLE or code in _OUTAGE or status >= 500
-        error = StorageUnavailable if unusable else StorageError
-        raise error(f"{what}: {code} {e.response['Error'].get('Message', '')}".strip()) from e
-    except (BotoConnectionError, HTTPClientError, NoCredentialsError) as e:
-        raise StorageUnavailable(f"{what}: {e}") from e
-    except BotoCoreError as e:
-        raise StorageError(f"{what}: {e}") from e
-
-
 class S3ObjectStore:
     """Objects under `s3://<bucket>/<prefix>/`. `client`, `bucket` and `prefix` are public."""
 
@@ -99,6 +62,7 @@ class S3ObjectStore:
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
         part_size: int = 8 << 20,
+        concurrency: int = 4,
         timeout_s: float = 30.0,
     ) -> None:
         if not bucket:
@@ -109,12 +73,16 @@ class S3ObjectStore:
         self.bucket = bucket
         self.prefix = validate_key(prefix) + "/" if prefix else ""
         self.part_size = part_size
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency  # parts of one upload in flight at once
         self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         config = Config(
             signature_version="s3v4",
             connect_timeout=timeout_s,
             read_timeout=timeout_s,
             retries={"max_attempts": 3},
+            max_pool_connections=32,  # several uploads, each with parts in flight
             # Custom endpoints (MinIO, moto, Ceph) rarely resolve virtual-host bucket names.
             s3={"addressing_style": "path" if endpoint_url else "auto"},
         )
@@ -138,8 +106,8 @@ class S3ObjectStore:
     def _name(self, key: str) -> str:
         return self.prefix + validate_key(key)
 
-    def writer(self) -> S3ObjectWriter:
-        return S3ObjectWriter(self)
+    def writer(self, key: str | None = None) -> S3ObjectWriter:
+        return S3ObjectWriter(self, key)
 
     def put_bytes(self, key: str, data: bytes) -> StoredObject:
         name = self.prefix + validate_destination(key)
@@ -176,7 +144,12 @@ class S3ObjectStore:
         return self._object_lock
 
     def _put(self, name: str, data: bytes | bytearray, sha256: bytes) -> None:
-        extra = {"ChecksumSHA256": base64.b64encode(sha256).decode()} if self.checksums else {}
+        extra: dict[str, str] = {}
+        if self.checksums:  # the algorithm too: without it moto keeps no checksum
+            extra = {
+                "ChecksumAlgorithm": "SHA256",
+                "ChecksumSHA256": base64.b64encode(sha256).decode(),
+            }
         with _translate(f"put {self.bucket}/{name}"):
             # S3 checks the digest we computed; the object then carries it as its checksum.
             self.client.put_object(Bucket=self.bucket, Key=name, Body=data, **extra)
@@ -250,114 +223,3 @@ class S3ObjectStore:
             kwargs["CreateBucketConfiguration"] = location
         with _translate(f"create bucket {self.bucket}", ignore=("BucketAlreadyOwnedByYou",)):
             self.client.create_bucket(**kwargs)
-
-
-class S3ObjectWriter(ObjectWriter):
-    """Buffers at most one part; the multipart upload starts when the first part is full."""
-
-    def __init__(self, store: S3ObjectStore) -> None:
-        super().__init__()
-        self._store = store
-        self._tmp_name = f"{store.prefix}{TMP_PREFIX}{uuid.uuid4().hex}"
-        # Grows up to one part, then is reused for every further part (no per-part copies).
-        self._buf = bytearray()
-        self._fill = 0
-        self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
-        self._tmp_written = False
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data).cast("B")
-        part_size = self._store.part_size
-        while view:
-            n = min(part_size - self._fill, len(view))
-            if self._fill == len(self._buf):
-                self._buf += view[:n]
-            else:  # through a memoryview: `buf[a:b] = view` would copy `view` first
-                with memoryview(self._buf) as target:
-                    target[self._fill : self._fill + n] = view[:n]
-            self._fill += n
-            view = view[n:]
-            if self._fill == part_size:
-                self._upload_part(self._buf)
-                self._fill = 0
-
-    def _upload_part(self, body: bytearray) -> None:
-        s, client = self._store, self._store.client
-        what = f"upload to {s.bucket}/{self._tmp_name}"
-        number = len(self._parts) + 1
-        if number > MAX_PARTS:
-            raise StorageError(f"{what}: more than {MAX_PARTS} parts; raise part_size")
-        with _translate(what):
-            if self._upload_id is None:
-                extra: dict[str, str] = {}
-                if s.checksums:
-                    extra["ChecksumAlgorithm"] = "CRC32"  # as boto3's managed transfers do
-                mpu = client.create_multipart_upload(Bucket=s.bucket, Key=self._tmp_name, **extra)
-                self._upload_id = mpu["UploadId"]
-            resp = client.upload_part(
-                Bucket=s.bucket,
-                Key=self._tmp_name,
-                UploadId=self._upload_id,
-                PartNumber=number,
-                Body=body,
-            )
-        part = {"PartNumber": number, "ETag": resp["ETag"]}
-        for name, value in resp.items():
-            if name.startswith("Checksum") and name != "ChecksumType":
-                part[name] = value
-        self._parts.append(part)
-
-    def _commit(self, final_key: str) -> None:
-        s, client = self._store, self._store.client
-        del self._buf[self._fill :]  # in place; the buffer is not reused after this
-        self._tmp_written = True  # even if the next call fails: it may have reached S3
-        if self._upload_id is None:
-            s._put(self._tmp_name, self._buf, self._sha256.digest())
-        else:
-            if self._fill:
-                self._upload_part(self._buf)
-            with _translate(f"complete upload {s.bucket}/{self._tmp_name}"):
-                client.complete_multipart_upload(
-                    Bucket=s.bucket,
-                    Key=self._tmp_name,
-                    UploadId=self._upload_id,
-                    MultipartUpload={"Parts": self._parts},
-                )
-            self._upload_id = None
-        self._buf = bytearray()
-        final_name = s.prefix + final_key
-        if not s.exists(final_key):
-            with _translate(f"copy {s.bucket}/{self._tmp_name} to {final_name}"):
-                # A new checksum for the copy: the temp object's may be composite (multipart),
-                # and moto would pass that off as a full-object checksum, failing every GET.
-                client.copy(
-                    {"Bucket": s.bucket, "Key": self._tmp_name},
-                    s.bucket,
-                    final_name,
-                    ExtraArgs={"ChecksumAlgorithm": "SHA256"} if s.checksums else None,
-                    Config=s.copy_config,
-                )
-        try:
-            self._delete_tmp()
-        except StorageError:  # the object is committed; a leftover temp is only garbage
-            log.warning("could not delete %s/%s", s.bucket, self._tmp_name, exc_info=True)
-
-    def _abort(self) -> None:
-        self._buf = bytearray()
-        s = self._store
-        if self._upload_id is not None:
-            upload_id, self._upload_id = self._upload_id, None
-            # NoSuchUpload: it completed after all (a lost response) or was aborted already.
-            with _translate(f"abort upload {s.bucket}/{self._tmp_name}", ignore=("NoSuchUpload",)):
-                s.client.abort_multipart_upload(
-                    Bucket=s.bucket, Key=self._tmp_name, UploadId=upload_id
-                )
-        if self._tmp_written:
-            self._delete_tmp()
-
-    def _delete_tmp(self) -> None:
-        s = self._store
-        with _translate(f"delete {s.bucket}/{self._tmp_name}"):
-            s.client.delete_object(Bucket=s.bucket, Key=self._tmp_name)
-        self._tmp_written = False

@@ -227,7 +227,8 @@ def test_validate_key_accepts_ordinary_keys() -> None:
 
 @pytest.mark.parametrize("chunk_size", [1 << 20, 3 << 20])
 def test_memory_stays_flat(store: ObjectStore, chunk_size: int) -> None:
-    """64 MiB through the writer: the S3 writer holds one part (5 MiB), the local one nothing."""
+    """64 MiB through the writer: the S3 writer holds the parts in flight and the one filling
+    (5 MiB each), the local one nothing."""
     chunk = os.urandom(chunk_size)
     count = (64 << 20) // chunk_size
     tracemalloc.start()
@@ -240,8 +241,9 @@ def test_memory_stays_flat(store: ObjectStore, chunk_size: int) -> None:
     finally:
         tracemalloc.stop()
     assert stored.size == count * chunk_size
-    # Measured ~5.1-5.4 MiB on S3; a copy of each incoming chunk would already break this.
-    assert peak < 1.5 * PART_SIZE, f"peak {peak / 2**20:.1f} MiB"
+    # A copy of each incoming chunk, or parts queued without bound, would break this.
+    buffers = store.concurrency + 1 if isinstance(store, S3ObjectStore) else 1
+    assert peak < (buffers + 0.5) * PART_SIZE, f"peak {peak / 2**20:.1f} MiB"
     expected = hashlib.sha256()
     for _ in range(count):
         expected.update(chunk)
