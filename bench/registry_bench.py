@@ -1,6 +1,7 @@
 """Registry benchmark: dataset upload throughput vs plain boto3, and read-endpoint latency.
 
     .venv/bin/python -m bench.registry_bench [--mb 200] [--repeats 3] [--clients 16] [--seconds 10]
+        [--upload-only]
 
 Starts its own PostgreSQL and moto S3 (tests.services) and a real registry process
 (tests.live), prints a markdown table and writes JSON to bench/results/.
@@ -32,7 +33,8 @@ import httpx
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from registry.storage import open_store
+from bench.legacy_s3_writer import LegacyS3ObjectWriter
+from registry.storage import S3ObjectStore, open_store
 from tests.live import BUCKET, LiveRegistry, start_registry
 from tests.registry.datasets.test_large_upload import write_chat_jsonl
 from tests.services import AWS_ENV, start_postgres, start_s3, sweep_stale
@@ -90,23 +92,28 @@ def _api_upload(
             data={"name": "bench"},
             files={"file": (path.name, f, "application/x-ndjson")},
         )
-    # After the last byte was sent: the last part, completing the multipart upload, the
-    # server-side copy to the content-addressed key, the database insert.
+    # After the last byte was sent: the last parts, completing the multipart upload (on the
+    # dataset's own key: no copy), the database insert.
     out["after_body_s"] = time.perf_counter() - f.eof_at
     assert resp.status_code == 201, resp.text
     out.update(resp.json(), slug=slug, headers=headers)
 
 
-def _writer_upload(s3_url: str, path: Path) -> dict[str, float]:
-    """The registry's S3 writer alone, in this process: 1 MiB writes, then commit (with copy)."""
+def _writer_upload(s3_url: str, path: Path, legacy: bool = False) -> dict[str, float]:
+    """The registry's S3 writer alone, in this process, opened on its key as a dataset upload's
+    is: 1 MiB writes, then commit (the last parts and completing the upload). `legacy`: the
+    writer before uploads went straight to their key (one part at a time to `_tmp/`, then
+    complete and a server-side copy; bench/legacy_s3_writer.py)."""
     store = open_store(f"s3://{BUCKET}/bench-writer", s3_endpoint_url=s3_url, s3_region="us-east-1")
+    assert isinstance(store, S3ObjectStore)
+    key = f"{uuid.uuid4().hex}.jsonl"
     t0 = time.perf_counter()
-    writer = store.writer()
+    writer = LegacyS3ObjectWriter(store) if legacy else store.writer(key)
     with path.open("rb") as f:
         while chunk := f.read(MiB):
             writer.write(chunk)
     t1 = time.perf_counter()
-    stored = writer.commit(f"{uuid.uuid4().hex}.jsonl")
+    stored = writer.commit(key)
     t2 = time.perf_counter()
     store.delete(stored.key)
     return {"seconds": t2 - t0, "write_parts_s": t1 - t0, "commit_s": t2 - t1}
@@ -115,7 +122,7 @@ def _writer_upload(s3_url: str, path: Path) -> dict[str, float]:
 def bench_upload(
     live: LiveRegistry, s3_url: str, path: Path, repeats: int, warmup: int
 ) -> dict[str, Any]:
-    """Each API upload goes to a fresh tenant, so every run stores (and copies) the object.
+    """Each API upload goes to a fresh tenant, so every run stores the object (no dedupe).
 
     The first `warmup` rounds are not counted: the first large objects make moto grow its heap.
     """
@@ -123,7 +130,7 @@ def bench_upload(
     s3 = boto3.client(
         "s3", endpoint_url=s3_url, region_name="us-east-1", config=Config(signature_version="s3v4")
     )
-    names = ("api", "boto3", "boto3_serial", "writer")
+    names = ("api", "boto3", "boto3_serial", "writer", "legacy_writer")
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     dataset: dict[str, Any] = {}
 
@@ -142,8 +149,10 @@ def bench_upload(
             default = _timed(functools.partial(boto3_upload, TransferConfig()))
             serial = _timed(functools.partial(boto3_upload, TransferConfig(max_concurrency=1)))
             writer = _writer_upload(s3_url, path)
+            legacy = _writer_upload(s3_url, path, legacy=True)
             if round_ >= warmup:
-                for name, result in zip(names, (api, default, serial, writer), strict=True):
+                results = (api, default, serial, writer, legacy)
+                for name, result in zip(names, results, strict=True):
                     runs[name].append(result)
     out: dict[str, Any] = {"file_mb": round(size_mb, 1), "dataset": dataset}
     for name, rs in runs.items():
@@ -256,7 +265,7 @@ def _git_rev() -> str:
 
 
 def render(res: dict[str, Any]) -> str:
-    up, rd = res["upload"], res["reads"]
+    up, rd = res["upload"], res.get("reads")
     lines = [
         f"### Upload of a {up['file_mb']} MB JSONL ({res['params']['repeats']} runs, medians)",
         "",
@@ -264,10 +273,11 @@ def render(res: dict[str, Any]) -> str:
         "| --- | ---: | --- | --- |",
     ]
     for name, label in (
-        ("api", "API: POST /v1/tenants/{t}/datasets (validate + dedup + S3 multipart + copy)"),
+        ("api", "API: POST /v1/tenants/{t}/datasets (validate + dedup + S3 multipart on its key)"),
         ("boto3", "boto3 upload_file, default TransferConfig (10 threads)"),
         ("boto3_serial", "boto3 upload_file, max_concurrency=1 (context)"),
         ("writer", "registry S3ObjectWriter alone, in-process (context)"),
+        ("legacy_writer", "the writer before: `_tmp/` + complete + copy, in-process (context)"),
     ):
         rs = up[name]["runs"]
         runs = ", ".join(f"{r['seconds']:.2f}" for r in rs)
@@ -276,14 +286,19 @@ def render(res: dict[str, Any]) -> str:
             after = statistics.median(r["after_body_s"] for r in rs)
             cpu = statistics.median(r["server_cpu_s"] for r in rs)
             notes = f"{after:.2f} s after the body was sent; server CPU {cpu:.2f} s"
-        elif name == "writer":
+        elif name in ("writer", "legacy_writer"):
             write = statistics.median(r["write_parts_s"] for r in rs)
             commit = statistics.median(r["commit_s"] for r in rs)
-            notes = f"writes + parts {write:.2f} s; commit (complete + copy) {commit:.2f} s"
+            what = "last parts + complete" if name == "writer" else "last part + complete + copy"
+            notes = f"writes + parts {write:.2f} s; commit ({what}) {commit:.2f} s"
         lines.append(f"| {label} | {up[name]['median_mb_per_s']:.1f} | {runs} | {notes} |")
     lines += [
         "",
         f"**api / boto3 = {up['ratio_api_to_boto3']:.2f}** (target >= 0.8)",
+    ]
+    if rd is None:
+        return "\n".join(lines)
+    lines += [
         "",
         f"### Reads, {rd['load_generator']}, {res['params']['seconds']} s each",
         "",
@@ -309,6 +324,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16, help="concurrent read clients")
     ap.add_argument("--seconds", type=float, default=10.0, help="read load duration")
     ap.add_argument("--loadgen", choices=["raw", "httpx"], default="raw", help="read load client")
+    ap.add_argument("--upload-only", action="store_true", help="skip the read measures")
     args = ap.parse_args()
     for key, value in AWS_ENV.items():
         os.environ.setdefault(key, value)
@@ -323,7 +339,9 @@ def main() -> None:
             data = write_chat_jsonl(Path(tmp) / "bench.jsonl", args.mb * MiB)
             upload = bench_upload(live, s3.url, data.path, args.repeats, args.warmup)
             dataset = upload.pop("dataset")
-            reads = bench_reads(live, dataset, args.clients, args.seconds, args.loadgen)
+            reads = None
+            if not args.upload_only:
+                reads = bench_reads(live, dataset, args.clients, args.seconds, args.loadgen)
     finally:
         s3.stop()
         pg.stop()
@@ -334,7 +352,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "params": vars(args),
         "upload": upload,
-        "reads": reads,
+        **({"reads": reads} if reads is not None else {}),
     }
     print(render(res))
     RESULTS.mkdir(exist_ok=True)

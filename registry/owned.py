@@ -1,5 +1,5 @@
-"""Immutable, content-addressed, versioned uploads owned by a tenant or by the platform: datasets
-and eval suites share their repository queries and their registration.
+"""Immutable, versioned uploads owned by a tenant or by the platform, de-duplicated by their
+content's sha256: datasets and eval suites share their repository queries and their registration.
 
 An owner is a tenant, or with `tenant_id` None the platform (ops' rows: `tenant_id IS NULL`);
 the two never mix. A name's versions are numbered 1, 2, 3... under a lock (the tenant's row, or
@@ -57,7 +57,7 @@ class OwnedRepository(Generic[Row]):
 
         A tenant's are serialized by locking its `tenants` row; the platform has no row of its
         own, and locking a shared one (the audit chain head) would hold every audited write in
-        the registry while a large upload is copied into place. A transaction-scoped advisory
+        the registry while a large upload is completed. A transaction-scoped advisory
         lock on a fixed key blocks exactly the other platform uploads of this kind and is
         released on commit or rollback. SQLite (embedded, one writer at a time) has none: the
         unique index on (name, version) refuses a racing duplicate there.
@@ -92,12 +92,15 @@ class OwnedRepository(Generic[Row]):
         return found
 
     def stored_bytes(self) -> int:
-        """Bytes the owner's rows occupy: content-addressed, so each digest counts once."""
+        """Bytes the owner's rows occupy: content shared by digest, so each digest counts once."""
         return _distinct_bytes(self.session, self.model, self._owned())
 
-    def has_digest(self, sha256: str) -> bool:
-        stmt = self._base().where(self.model.sha256 == sha256).limit(1)
-        return self.session.execute(stmt).first() is not None
+    def with_digest(self, sha256: str) -> Row | None:
+        """The owner's first row holding this content: its object is the content's one copy."""
+        stmt = self._base().where(self.model.sha256 == sha256)
+        stmt = stmt.order_by(self.model.created_at, self.model.id).limit(1)
+        found: Row | None = self.session.execute(stmt).scalar_one_or_none()
+        return found
 
     def add(self, row: Row) -> None:
         self.session.add(row)
@@ -137,8 +140,12 @@ def register(
     noun: str,
     insert: Callable[[StoredObject, int], Row],
 ) -> Registered[Row]:
-    """Number, de-duplicate and keep one validated upload whose rows are already stored under a
-    temporary key; `insert(stored, version)` writes the row and its audit event."""
+    """Number, de-duplicate and keep one validated upload whose rows were streamed to their key
+    but not committed yet; `insert(stored, version)` writes the row and its audit event.
+
+    Content the owner already stores (same sha256) is kept once: the upload is aborted and the
+    new row points at the existing row's object (an old `.../sha256/<digest>.jsonl` key or an
+    upload's key alike). Otherwise the upload is committed, and taken back if the row fails."""
     if tenant is not None:
         TenantRepository(session).lock(tenant)
     else:
@@ -147,20 +154,24 @@ def register(
     if latest is not None and latest.sha256 == ingest.sha256:
         ingest.abort()
         return Registered(latest, created=False)
-    known = repo.has_digest(ingest.sha256)
+    same = repo.with_digest(ingest.sha256)
     # The platform has no quota: each upload is bounded by LORAPLEX_MAX_UPLOAD_BYTES.
-    if not known and tenant is not None:
+    if same is None and tenant is not None:
         used = tenant_stored_bytes(session, tenant.id)
         if used + ingest.stored_bytes > tenant.quota_dataset_bytes:
             raise PayloadTooLarge(
                 f"dataset quota exceeded: {used:,} of {tenant.quota_dataset_bytes:,} bytes used "
                 f"by datasets and eval suites, this {noun} needs {ingest.stored_bytes:,}"
             )
-    stored = ingest.commit()
+    if same is not None:
+        ingest.abort()  # nothing of this upload stays: the content is stored already
+        stored = StoredObject(key=same.object_key, sha256=ingest.sha256, size=ingest.stored_bytes)
+    else:
+        stored = ingest.commit()
     try:
         return Registered(insert(stored, (latest.version + 1) if latest else 1), created=True)
     except BaseException:
-        if not known:  # the object is ours alone: take it back
+        if same is None:  # the object is ours alone: take it back
             ingest.store.delete(stored.key)
         raise
 

@@ -1,9 +1,11 @@
 """The upload sink of a JSONL file (a dataset, an eval suite): validate, de-duplicate, hash and
 store while the file streams. Nothing is visible until `commit`.
 
-What a row must hold is the validator's business and where the rows land is the key function's
-(a digest -> an object key), so one sink serves a tenant's datasets, ops' platform datasets and
-eval suites alike.
+What a row must hold is the validator's business and where the rows land is the caller's: an
+object key chosen before the first byte (`upload_key`), so the rows stream straight to it (S3:
+parts of a multipart upload on that key, several in flight; no temporary object, no copy). The
+content's digest is known only at the end and lives in the row (`sha256`); readers follow the
+row's `object_key`. One sink serves a tenant's datasets, ops' platform datasets and eval suites.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from registry.datasets.schemas import NAME_PATTERN
@@ -20,12 +22,19 @@ from registry.errors import PayloadTooLarge, Unprocessable
 from registry.storage import ObjectStore, ObjectWriter, StoredObject
 from registry.uploads import read_streaming_form
 
-KeyFn = Callable[[str], str]  # the stored rows' sha256 -> their object key
 _NAME = re.compile(NAME_PATTERN)
 
 
-def dataset_key(tenant_id: uuid.UUID, sha256: str) -> str:
-    return f"tenants/{tenant_id}/datasets/sha256/{sha256}.jsonl"
+def upload_key(owner: str) -> str:
+    """A fresh object key for one upload under `owner` (`tenants/<id>/datasets`, ...).
+
+    Rows stored before uploads streamed to their key sit at `<owner>/sha256/<digest>.jsonl`;
+    their rows keep that `object_key`, and later uploads of the same content reuse it."""
+    return f"{owner}/uploads/{uuid.uuid4().hex}.jsonl"
+
+
+def dataset_key(tenant_id: uuid.UUID) -> str:
+    return upload_key(f"tenants/{tenant_id}/datasets")
 
 
 @dataclass(frozen=True)
@@ -42,10 +51,10 @@ class IngestLimits:
 
 
 class JsonlIngest:
-    """A `FileSink` for one JSONL file checked by `validator` and stored under `key(digest)`."""
+    """A `FileSink` for one JSONL file checked by `validator` and streamed to `key`."""
 
     def __init__(
-        self, store: ObjectStore, *, validator: DatasetValidator, key: KeyFn, limits: IngestLimits
+        self, store: ObjectStore, *, validator: DatasetValidator, key: str, limits: IngestLimits
     ) -> None:
         self.store, self.validator, self.key, self.limits = store, validator, key, limits
         self.source_hash = hashlib.sha256()
@@ -57,7 +66,7 @@ class JsonlIngest:
     # FileSink
     def begin(self, filename: str, content_type: str) -> None:
         self.filename = filename
-        self._writer = self.store.writer()
+        self._writer = self.store.writer(self.key)
 
     def feed(self, data: bytes) -> None:
         self.source_hash.update(data)
@@ -126,15 +135,16 @@ class JsonlIngest:
             raise RuntimeError("the upload was not started")
         if not self.ok:
             raise RuntimeError("an invalid upload cannot be committed")
-        return self._writer.commit(self.key)
+        return self._writer.commit()
 
     def abort(self) -> None:
+        """Discard what was streamed (S3: abort the multipart upload). Idempotent."""
         if self._writer is not None:
             self._writer.abort()
 
 
 class DatasetIngest(JsonlIngest):
-    """A dataset file: stored under `key`, by default the tenant's dataset key."""
+    """A dataset file: stored under `key`, by default a fresh key among the tenant's datasets."""
 
     def __init__(
         self,
@@ -146,13 +156,12 @@ class DatasetIngest(JsonlIngest):
         max_tools: int = 128,
         schema_steps: int = 50_000,
         tenant_id: uuid.UUID | None = None,
-        key: KeyFn | None = None,
+        key: str | None = None,
     ) -> None:
         if key is None:
             if tenant_id is None:
-                raise ValueError("a dataset ingest needs the tenant_id or a key function")
-            owner = tenant_id
-            key = lambda digest: dataset_key(owner, digest)  # noqa: E731
+                raise ValueError("a dataset ingest needs the tenant_id or a key")
+            key = dataset_key(tenant_id)
         validator = DatasetValidator(
             max_line_bytes=max_line_bytes, max_tools=max_tools, schema_steps=schema_steps
         )

@@ -1,4 +1,5 @@
-"""Dataset versions: streamed, validated uploads that become immutable, content-addressed rows.
+"""Dataset versions: streamed, validated uploads that become immutable rows, de-duplicated by
+their content's sha256 (a second upload of stored content shares the first one's object).
 
 An owner is a tenant, or with `tenant=None` the platform: ops' datasets (rehearsal data mixed
 into tenants' training), stored under `platform/` and never listed or read through tenant routes.
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from registry.audit.service import audit
 from registry.auth.principal import Principal
-from registry.datasets.ingest import DatasetIngest, IngestLimits, JsonlIngest
+from registry.datasets.ingest import DatasetIngest, IngestLimits, JsonlIngest, upload_key
 from registry.datasets.repository import DatasetRepository
 from registry.datasets.validation import DatasetValidator
 from registry.errors import NotFound
@@ -24,8 +25,8 @@ from registry.settings import Settings
 from registry.storage import ObjectStore, StoredObject
 
 
-def platform_dataset_key(sha256: str) -> str:
-    return f"platform/datasets/sha256/{sha256}.jsonl"
+def platform_dataset_key() -> str:
+    return upload_key("platform/datasets")
 
 
 def _what(tenant: Tenant | None) -> str:
@@ -178,7 +179,7 @@ def open_ingest(store: ObjectStore, tenant: Tenant | None, settings: Settings) -
         stored_limit="this platform dataset is larger than the upload limit "
         "(LORAPLEX_MAX_UPLOAD_BYTES)",
     )
-    return JsonlIngest(store, validator=validator, key=platform_dataset_key, limits=limits)
+    return JsonlIngest(store, validator=validator, key=platform_dataset_key(), limits=limits)
 
 
 datasets = DatasetService()

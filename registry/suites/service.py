@@ -1,5 +1,5 @@
 """Eval-suite versions: a tenant's suites and ops' platform suites (`tenant=None`), uploaded like
-datasets: validated while they stream, de-duplicated, content-addressed and immutable.
+datasets: validated while they stream, de-duplicated by their sha256, immutable.
 
 A tenant's suites count against its dataset quota together with its datasets; a platform suite
 is bounded by the upload limit alone. Names and versions are per owner: a tenant's `golden` and
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from registry.audit.service import audit
 from registry.auth.principal import Principal
-from registry.datasets.ingest import IngestLimits, JsonlIngest
+from registry.datasets.ingest import IngestLimits, JsonlIngest, upload_key
 from registry.errors import Conflict, NotFound
 from registry.models import EvalSuite, Tenant
 from registry.models.enums import SuiteFormat
@@ -28,10 +28,11 @@ from registry.suites.repository import EvalSuiteRepository
 from registry.suites.validation import SuiteReport, SuiteValidator
 
 
-def suite_key(tenant_id: uuid.UUID | None, sha256: str) -> str:
-    if tenant_id is None:
-        return f"platform/eval-suites/sha256/{sha256}.jsonl"
-    return f"tenants/{tenant_id}/eval-suites/sha256/{sha256}.jsonl"
+def suite_key(tenant_id: uuid.UUID | None) -> str:
+    """A fresh key for one upload (older suites' rows keep their `.../sha256/<digest>.jsonl`)."""
+    return upload_key(
+        "platform/eval-suites" if tenant_id is None else f"tenants/{tenant_id}/eval-suites"
+    )
 
 
 def _what(tenant_id: uuid.UUID | None) -> str:
@@ -184,9 +185,7 @@ def _ingest(store: ObjectStore, tenant: Tenant | None, settings: Settings) -> Js
             stored_limit="upload limit exceeded: the suite is larger than the upload limit "
             "(LORAPLEX_MAX_UPLOAD_BYTES)",
         )
-    return JsonlIngest(
-        store, validator=validator, key=lambda digest: suite_key(tenant_id, digest), limits=limits
-    )
+    return JsonlIngest(store, validator=validator, key=suite_key(tenant_id), limits=limits)
 
 
 suites = EvalSuiteService()

@@ -3,6 +3,7 @@ nothing stored, and the same upload succeeds once S3 is back."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -118,7 +119,10 @@ def test_s3_stopping_mid_upload_is_503_and_stores_nothing(
             assert resp.status_code == 201, resp.text
             dataset = resp.json()
             keys = list(app.state.store.list_keys("tenants/"))
-            assert keys == [f"tenants/{tenant_id}/datasets/sha256/{dataset['sha256']}.jsonl"]
+            assert len(keys) == 1
+            assert keys[0].startswith(f"tenants/{tenant_id}/datasets/uploads/")
+            stored = app.state.store.get_bytes(keys[0])
+            assert hashlib.sha256(stored).hexdigest() == dataset["sha256"]
             assert http.get("/readyz").status_code == 200
     finally:
         engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 
 import pytest
@@ -34,6 +35,13 @@ def upload(
     )
 
 
+def object_keys(world: World) -> dict[str, str]:
+    """Each dataset row's id -> its object key."""
+    with world.stack.session() as session:
+        rows = session.execute(select(Dataset.id, Dataset.object_key)).all()
+    return {str(row_id): key for row_id, key in rows}
+
+
 def assert_nothing_stored(world: World) -> None:
     with world.stack.session() as session:
         assert session.execute(select(func.count()).select_from(Dataset)).scalar_one() == 0
@@ -53,7 +61,11 @@ def test_upload_dedups_hashes_stores_and_downloads(world: World) -> None:
     assert ds["sha256"] == hashlib.sha256(kept).hexdigest() and ds["bytes"] == len(kept)
     assert ds["source_sha256"] == hashlib.sha256(body).hexdigest()
     keys = list(world.stack.store.list_keys(""))
-    assert keys == [f"tenants/{acme.tenant_id}/datasets/sha256/{ds['sha256']}.jsonl"]
+    # streamed straight to a key chosen before the digest was known; the row holds the digest
+    assert len(keys) == 1 and re.fullmatch(
+        rf"tenants/{acme.tenant_id}/datasets/uploads/[0-9a-f]{{32}}\.jsonl", keys[0]
+    )
+    assert object_keys(world) == {ds["id"]: keys[0]}
     got = world.http.get(f"/v1/tenants/acme/datasets/{ds['id']}/content", headers=acme.headers)
     assert got.status_code == 200 and got.content == kept
     assert got.headers["x-content-sha256"] == ds["sha256"]
@@ -78,8 +90,10 @@ def test_same_content_is_idempotent_new_content_is_a_new_version(world: World) -
     assert second.status_code == 201 and second.json()["version"] == 2
     other_name = upload(world, acme, chat(1), name="copy")
     assert other_name.status_code == 201 and other_name.json()["version"] == 1
-    # the same content under two names is stored once
+    # the same content under two names is stored once: the second row shares the first's object
     assert len(list(world.stack.store.list_keys(""))) == 2
+    keys = object_keys(world)
+    assert keys[other_name.json()["id"]] == keys[first.json()["id"]] != keys[second.json()["id"]]
 
 
 @pytest.mark.smoke

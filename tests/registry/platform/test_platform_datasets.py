@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -49,7 +50,9 @@ def test_upload_list_get_and_content_for_ops(world: World) -> None:
     assert ds["sha256"] == hashlib.sha256(kept).hexdigest()
     assert ds["created_by"] == world.ops.client_id
     keys = list(world.stack.store.list_keys(""))
-    assert keys == [f"platform/datasets/sha256/{ds['sha256']}.jsonl"]
+    assert len(keys) == 1 and re.fullmatch(
+        r"platform/datasets/uploads/[0-9a-f]{32}\.jsonl", keys[0]
+    )
     with world.stack.session() as session:
         row = session.execute(select(Dataset).where(Dataset.id == uuid.UUID(ds["id"]))).scalar_one()
         assert row.tenant_id is None
@@ -92,9 +95,9 @@ def test_same_name_as_a_tenant_dataset_is_independent(world: World) -> None:
     # the same content and name, but another owner: a new row, version 1, under platform/
     assert platform.status_code == 201 and platform.json()["version"] == 1
     assert platform.json()["id"] != mine.json()["id"]
-    assert f"platform/datasets/sha256/{platform.json()['sha256']}.jsonl" in set(
-        world.stack.store.list_keys("")
-    )
+    keys = sorted(world.stack.store.list_keys(""))
+    assert len(keys) == 2 and keys[0].startswith("platform/datasets/uploads/")
+    assert keys[1].startswith(f"tenants/{acme.tenant_id}/datasets/uploads/")
 
 
 def test_invalid_file_is_422_with_line_report_and_stores_nothing(world: World) -> None:

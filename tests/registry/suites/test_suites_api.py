@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from typing import Any
 
@@ -57,7 +58,9 @@ def test_upload_dedups_hashes_stores_and_downloads(world: World) -> None:
     assert suite["version"] == 1 and suite["created_by"] == acme.client_id
     assert suite["sha256"] == hashlib.sha256(kept).hexdigest() and suite["bytes"] == len(kept)
     keys = list(world.stack.store.list_keys(""))
-    assert keys == [f"tenants/{acme.tenant_id}/eval-suites/sha256/{suite['sha256']}.jsonl"]
+    assert len(keys) == 1 and re.fullmatch(
+        rf"tenants/{acme.tenant_id}/eval-suites/uploads/[0-9a-f]{{32}}\.jsonl", keys[0]
+    )
     base = "/v1/tenants/acme/eval-suites"
     got = world.http.get(f"{base}/{suite['id']}/content", headers=acme.headers)
     assert got.status_code == 200 and got.content == kept
@@ -186,7 +189,9 @@ def test_platform_suites_are_ops_to_upload_and_everyone_reads(world: World) -> N
     suite = resp.json()
     assert suite["owner"] == "platform" and suite["created_by"] == world.ops.client_id
     keys = list(world.stack.store.list_keys(""))
-    assert keys == [f"platform/eval-suites/sha256/{suite['sha256']}.jsonl"]
+    assert len(keys) == 1 and re.fullmatch(
+        r"platform/eval-suites/uploads/[0-9a-f]{32}\.jsonl", keys[0]
+    )
     again = upload(world, world.ops, row(1), name="general", path=path)
     assert again.status_code == 200 and again.json()["id"] == suite["id"]
     v2 = upload(world, world.ops, row(1) + row(2), name="general", path=path).json()

@@ -430,7 +430,7 @@ def test_store_rows_validates_and_dedupes_like_an_upload(world: World) -> None:
     row = _store(world, rows)
     assert (row.rows, row.duplicates_dropped, row.version) == (1, 1, 1)
     assert row.origin == {"kind": "teacher", "teacher": "big", "kept": 2}
-    assert row.object_key == f"tenants/{acme.tenant_id}/datasets/sha256/{row.sha256}.jsonl"
+    assert row.object_key.startswith(f"tenants/{acme.tenant_id}/datasets/uploads/")
     assert _store(world, rows).id == row.id  # same content: the same version
     cases: list[tuple[list[dict[str, Any]], str]] = [
         ([{"prompt": "a"}], 'missing "completion"'),
