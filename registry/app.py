@@ -12,6 +12,7 @@ from registry.adapters.endpoints import router as adapters_router
 from registry.aliases.endpoints import router as aliases_router
 from registry.audit.endpoints import router as audit_router
 from registry.audit.service import audit
+from registry.auth.cache import PrincipalCache
 from registry.auth.endpoints import router as auth_router
 from registry.auth.keys import load_audit_key, load_signing_keys
 from registry.auth.server import TokenServer
@@ -89,6 +90,7 @@ def create_app(
     app.state.verifier = TokenVerifier(
         keys.public, issuer=settings.jwt_issuer, audience=settings.jwt_audience
     )
+    app.state.principals = PrincipalCache(settings.auth_cache_seconds)  # freshness: its docstring
 
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, settings=settings)

@@ -74,24 +74,33 @@ class BodyLimitMiddleware:
         if nul is not None:
             await _render(scope, receive, send, Unprocessable(nul), {})
             return
-        limit = self.limit_for(scope)
-        if limit is None:
-            await self.app(scope, receive, send)
-            return
         declared = _content_length(scope)
-        if declared is not None and declared > limit:
-            await _refuse(scope, receive, send, limit, f"Content-Length is {declared:,} bytes; ")
-            return
+        # Without a Content-Length the route's limit is looked up (every route matched in turn)
+        # only once the app reads the body: a GET never does.
+        lazy: Scope | None = dict(scope) if declared is None else None  # before routing edits it
+        limit = None if lazy is not None else self.limit_for(scope)
+        if lazy is None:
+            if limit is None:
+                await self.app(scope, receive, send)
+                return
+            if declared is not None and declared > limit:
+                why = f"Content-Length is {declared:,} bytes; "
+                await _refuse(scope, receive, send, limit, why)
+                return
 
         received, started = 0, False
         refusal: LoraplexError | None = None
         scanner = JsonNulScanner() if _is_json(scope) else None
 
         async def limited_receive() -> Message:
-            nonlocal received, refusal
+            nonlocal received, refusal, lazy, limit
             if refusal is not None:
                 return {"type": "http.disconnect"}
             message = await receive()
+            if lazy is not None:
+                limit, lazy = self.limit_for(lazy), None
+            if limit is None:  # the route streams its body itself
+                return message
             if message["type"] == "http.request":
                 chunk = message.get("body", b"")
                 received += len(chunk)

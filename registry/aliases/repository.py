@@ -3,11 +3,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Row, Select, select
 from sqlalchemy.orm import Session
 
-from registry.models import Alias, AliasEvent
+from registry.models import Adapter, AdapterVersion, Alias, AliasEvent, Tenant
 
 
 class AliasRepository:
@@ -62,3 +63,33 @@ class AliasRepository:
 
     def delete(self, alias: Alias) -> None:
         self.session.delete(alias)
+
+
+def alias_rows(
+    session: Session, visible_tenant: ColumnElement[bool], adapter: str
+) -> list[Row[Any]]:
+    """One statement for `GET .../adapters/{name}/aliases`: the tenant row `visible_tenant` picks
+    (`tenant_id`), its adapter `adapter` (`adapter_id`, null if none), that adapter's aliases with
+    their version numbers (`alias`, `version`, `updated_by`, `updated_at`; null if none), every
+    join tenant-filtered. No rows: no visible tenant. Core, not ORM: a hot read."""
+    stmt = (
+        select(
+            Tenant.id.label("tenant_id"),
+            Adapter.id.label("adapter_id"),
+            Alias.alias,
+            AdapterVersion.version,
+            Alias.updated_by,
+            Alias.updated_at,
+        )
+        .select_from(Tenant)
+        .outerjoin(Adapter, (Adapter.tenant_id == Tenant.id) & (Adapter.name == adapter))
+        .outerjoin(Alias, (Alias.tenant_id == Tenant.id) & (Alias.adapter_id == Adapter.id))
+        .outerjoin(
+            AdapterVersion,
+            (AdapterVersion.tenant_id == Tenant.id) & (AdapterVersion.id == Alias.version_id),
+        )
+        .where(visible_tenant)
+        .order_by(Alias.alias)
+    )
+    rows: list[Row[Any]] = [*session.connection().execute(stmt)]
+    return rows

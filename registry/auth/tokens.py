@@ -28,6 +28,10 @@ class TokenVerifier:
         )
 
     def verify(self, session: Session, token: str) -> Principal:
+        return self.verify_until(session, token)[0]
+
+    def verify_until(self, session: Session, token: str) -> tuple[Principal, float]:
+        """The caller, and the token's `exp` (seconds since the epoch): how long it may be kept."""
         try:
             decoded = jwt.decode(token, self.keys, algorithms=["RS256"])
             self.registry.validate(decoded.claims)
@@ -47,9 +51,10 @@ class TokenVerifier:
         role = sc.Role(client.role)
         # The token's scope is bounded by what the client holds *now*.
         scopes = sc.parse(claims.get("scope")) & sc.parse(client.scopes)
-        return Principal(
+        principal = Principal(
             subject=client.client_id,
             role=role,
             scopes=scopes,
             tenant_id=uuid.UUID(str(tenant.id)) if tenant else None,
         )
+        return principal, float(claims["exp"])

@@ -6,11 +6,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
 from registry.auth import scopes as sc
+from registry.datasets.repository import dataset_out_row
 from registry.datasets.schemas import DatasetList, DatasetOut
 from registry.datasets.service import datasets
-from registry.dependencies import SessionDep, TenantContext, tenant_access
+from registry.dependencies import (
+    SessionDep,
+    TenantContext,
+    TenantRead,
+    tenant_access,
+    tenant_read,
+)
+from registry.errors import NotFound
 from registry.models import Dataset, EvalSuite
 from registry.owned import answer_upload
 from registry.storage import ObjectStore
@@ -45,6 +54,7 @@ UPLOAD_DOC: dict[str, Any] = {
 
 DatasetsRead = Annotated[TenantContext, Depends(tenant_access(sc.DATASETS_READ))]
 DatasetsWrite = Annotated[TenantContext, Depends(tenant_access(sc.DATASETS_WRITE, write=True))]
+DatasetsReadOnce = Annotated[TenantRead, Depends(tenant_read(sc.DATASETS_READ))]
 
 
 @router.post("", status_code=201, response_model=DatasetOut, **UPLOAD_DOC)
@@ -71,10 +81,17 @@ def list_datasets(
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut)
-def get_dataset(ctx: DatasetsRead, dataset_id: uuid.UUID, session: SessionDep) -> DatasetOut:
-    return DatasetOut.model_validate(
-        datasets.get(session, tenant=ctx.tenant, dataset_id=dataset_id)
-    )
+async def get_dataset(read: DatasetsReadOnce, dataset_id: uuid.UUID) -> Response:
+    """A hot read: one statement in one thread hop (`TenantRead`), serialized by pydantic."""
+
+    def work(session: Session) -> bytes:
+        row = dataset_out_row(session, read.visible(), dataset_id)
+        read.check(row.tenant_id if row else None)
+        if row is None or row.id is None:
+            raise NotFound(f"dataset '{dataset_id}' not found")
+        return DatasetOut.model_validate(row).model_dump_json().encode()
+
+    return Response(await read.run(work), media_type="application/json")
 
 
 @router.get("/{dataset_id}/content", responses={200: {"content": {"application/x-ndjson": {}}}})
