@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from registry.auth.cache import PrincipalCache
 from registry.auth.keys import load_audit_key, load_signing_keys
 from registry.auth.tokens import TokenVerifier
 from registry.db import make_engine, make_sessionmaker
@@ -47,15 +48,15 @@ from serving.gateway import errors, feedback, metrics, openapi
 from serving.gateway.answers import Answer
 from serving.gateway.auth import Caller, GatewayAuth
 from serving.gateway.canary import Splits
-from serving.gateway.capture import Sampled
 from serving.gateway.engines import EnginePool
 from serving.gateway.limits import GenerationLimits
 from serving.gateway.notify import RouteListener
 from serving.gateway.proxy import Outcome
 from serving.gateway.ratelimit import RateLimiter
 from serving.gateway.ratelimit_redis import tenant_buckets
+from serving.gateway.records import record, sampled_request
 from serving.gateway.routing import Route, Router
-from serving.gateway.usage import Usage, UsageWriter
+from serving.gateway.usage import UsageWriter
 
 log = structlog.get_logger(__name__)
 ENDPOINTS = {"chat.completions": "/v1/chat/completions", "completions": "/v1/completions"}
@@ -122,6 +123,8 @@ def create_gateway(settings: Settings, *, queue: TaskQueue | None = None) -> Fas
     # are what the registry's routes read (registry.dependencies, registry.finetuning).
     app.state.sessions = app.state.sessionmaker = sessions
     app.state.verifier = verifier
+    # what registry.dependencies reads (as the registry's create_app sets it)
+    app.state.principals = PrincipalCache(settings.auth_cache_seconds)
     app.state.store = store
     app.state.tasks = queue if queue is not None else default_queue(settings)
     failures = RateLimiter(settings.gateway_auth_failure_rps, settings.gateway_auth_failure_burst)
@@ -281,10 +284,10 @@ async def _infer(request: Request, endpoint: str) -> Response:
 
     def done() -> None:
         state.budget.settle(tenant, reserved - out.prompt_tokens - out.completion_tokens)
-        _record(state, caller, route, endpoint, requested, request_id, stream, out, t0, started_at)
+        record(state, caller, route, endpoint, requested, request_id, stream, out, t0, started_at)
         if sampled:
             state.usage.capture(
-                _sampled(caller, route, endpoint, request_id, body, out, started_at)
+                sampled_request(caller, route, endpoint, request_id, body, out, started_at)
             )
 
     metrics.OVERHEAD.observe(time.perf_counter() - t0)
@@ -323,87 +326,6 @@ def _engine_error(out: Outcome, route: Route, headers: dict[str, str]) -> Respon
         return exc.response(headers)
     exc = errors.GatewayError(out.status, message, type_="invalid_request_error")
     return exc.response(headers)
-
-
-def _record(
-    state: Any,
-    caller: Caller,
-    route: Route,
-    endpoint: str,
-    requested: str,
-    request_id: str,
-    stream: bool,
-    out: Outcome,
-    t0: float,
-    started_at: dt.datetime,
-) -> None:
-    seconds = time.perf_counter() - t0
-    labels = (caller.tenant_slug, route.adapter, f"v{route.version}")
-    metrics.REQUESTS.labels(*labels, endpoint, str(out.status)).inc()
-    metrics.LATENCY.labels(*labels, endpoint).observe(seconds)
-    if out.first_byte_s is not None:
-        metrics.TTFB.labels(*labels).observe(out.first_byte_s)
-    metrics.TOKENS.labels(*labels, "prompt").inc(out.prompt_tokens)
-    metrics.TOKENS.labels(*labels, "completion").inc(out.completion_tokens)
-    state.usage.record(
-        Usage(
-            tenant_id=caller.tenant_id,
-            adapter_id=route.adapter_id,
-            version_id=route.version_id,
-            request_id=request_id[:64],
-            client_id=caller.client_id,
-            model=requested[:200],
-            endpoint=endpoint,
-            stream=stream,
-            status_code=out.status,
-            prompt_tokens=out.prompt_tokens,
-            completion_tokens=out.completion_tokens,
-            tool_calls=out.tool_calls,
-            latency_ms=seconds * 1e3,
-            started_at=started_at,
-        )
-    )
-    log.info(
-        "gateway.request",
-        request_id=request_id,
-        tenant=caller.tenant_slug,
-        model=route.label,
-        endpoint=endpoint,
-        stream=stream,
-        status=out.status,
-        ms=round(seconds * 1e3, 2),
-        prompt_tokens=out.prompt_tokens,
-        completion_tokens=out.completion_tokens,
-        tool_calls=out.tool_calls,
-    )
-
-
-def _sampled(
-    caller: Caller,
-    route: Route,
-    endpoint: str,
-    request_id: str,
-    body: dict[str, Any],
-    out: Outcome,
-    started_at: dt.datetime,
-) -> Sampled:
-    return Sampled(
-        tenant_id=caller.tenant_id,
-        tenant=caller.tenant_slug,
-        adapter_id=route.adapter_id,
-        adapter=route.adapter,
-        version_id=route.version_id,
-        version=route.version,
-        request_id=request_id[:64],
-        endpoint=endpoint,
-        body=body,
-        settings=route.capture,
-        created_at=started_at,
-        status=out.status,
-        response=out.answer.response() if out.answer is not None else None,
-        finish_reason=out.answer.finish_reason if out.answer is not None else None,
-        usage={"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens},
-    )
 
 
 def _db_ok(app: FastAPI) -> bool:

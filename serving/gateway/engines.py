@@ -25,7 +25,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import httpx
 import structlog
 
 from registry.settings import Settings
@@ -36,6 +35,7 @@ from serving.gateway.proxy import NOT_STARTED, EngineClient, Outcome, Send, comp
 from serving.gateway.proxy import open_stream as _open_stream
 from serving.gateway.proxy import relay as _relay
 from serving.gateway.routing import Route
+from serving.gateway.upstream import Response
 
 log = structlog.get_logger(__name__)
 RECHECK_SECONDS = 0.25  # with no engine up, how often a request may poll them all again
@@ -73,25 +73,6 @@ class EnginePool:
         self._poke: asyncio.Event | None = None
         for url in settings.resolved_engine_urls:
             self._add(engine_id(url), url)
-
-    # A pool of one engine exposes that engine's clients (tests swap their transport).
-    @property
-    def http(self) -> httpx.AsyncClient:
-        return next(iter(self.engines.values())).client.http
-
-    @http.setter
-    def http(self, client: httpx.AsyncClient) -> None:
-        for engine in self.engines.values():
-            engine.client.http = client
-
-    @property
-    def fresh(self) -> httpx.AsyncClient:
-        return next(iter(self.engines.values())).client.fresh
-
-    @fresh.setter
-    def fresh(self, client: httpx.AsyncClient) -> None:
-        for engine in self.engines.values():
-            engine.client.fresh = client
 
     async def start(self) -> None:
         """Find and poll the engines once, then keep doing it in the background."""
@@ -214,9 +195,7 @@ class EnginePool:
         return engine
 
     def _sender(self, key: str) -> Send:
-        async def send(
-            path: str, body: dict[str, Any], request_id: str, out: Outcome
-        ) -> httpx.Response:
+        async def send(path: str, body: dict[str, Any], request_id: str, out: Outcome) -> Response:
             engine = await self._first(key)
             try:
                 r = await self._post(engine, path, body, request_id, out)
@@ -245,7 +224,7 @@ class EnginePool:
         request_id: str,
         out: Outcome,
         fresh: bool = False,
-    ) -> httpx.Response:
+    ) -> Response:
         engine.inflight += 1
         try:
             r = await engine.client.post(path, body, request_id, fresh=fresh)
@@ -288,7 +267,7 @@ class EnginePool:
 
     async def open_stream(
         self, path: str, body: dict[str, Any], request_id: str, out: Outcome, route: Route
-    ) -> httpx.Response:
+    ) -> Response:
         try:
             r = await _open_stream(self._sender(route.engine_name), path, body, request_id, out)
         except BaseException:
@@ -298,9 +277,7 @@ class EnginePool:
             self._release(out)
         return r
 
-    def relay(
-        self, r: httpx.Response, out: Outcome, done: Callable[[], None]
-    ) -> AsyncIterator[bytes]:
+    def relay(self, r: Response, out: Outcome, done: Callable[[], None]) -> AsyncIterator[bytes]:
         def finished() -> None:
             self._release(out)
             done()
@@ -308,7 +285,7 @@ class EnginePool:
         return _relay(r, out, finished)
 
 
-async def _lost_adapter(r: httpx.Response, key: str) -> bool:
+async def _lost_adapter(r: Response, key: str) -> bool:
     """A 404 naming our version's engine name (read into the response; callers read it again
     from there)."""
     content = await r.aread()

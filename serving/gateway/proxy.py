@@ -34,13 +34,14 @@ import structlog
 
 from serving.gateway import metrics
 from serving.gateway.answers import Answer
+from serving.gateway.upstream import Response, Upstream
 
 log = structlog.get_logger(__name__)
 
 # Raised by `send` before a response head: the engine cannot have started on the request.
 NOT_STARTED = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 # (path, body, request_id, out) -> the engine's response, head read, body not yet
-Send = Callable[[str, dict[str, Any], str, "Outcome"], Awaitable[httpx.Response]]
+Send = Callable[[str, dict[str, Any], str, "Outcome"], Awaitable[Response]]
 
 
 @dataclass
@@ -102,42 +103,37 @@ def engine_error_message(content: bytes) -> str:
 
 
 class EngineClient:
-    """One engine's connections: a keep-alive pool, and fresh connections for the retry."""
+    """One engine's connections: the forward's keep-alive pool (upstream.py; a fresh connection
+    for the retry), and httpx for the health and load polls."""
 
     def __init__(self, base_url: str, api_key: str, timeout: float) -> None:
+        auth = {"Authorization": f"Bearer {api_key}"}
         self.http = httpx.AsyncClient(
             base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}"},
+            headers=auth,
             timeout=httpx.Timeout(timeout, connect=5.0),
-            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=8),
         )
-        # The retry path: every request on a new connection, closed after its response.
-        self.fresh = httpx.AsyncClient(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=0),
-        )
+        self.upstream = Upstream(base_url, {**auth, "content-type": "application/json"}, timeout)
 
     async def start(self) -> None:
         """Background work (none for one engine)."""
 
     async def close(self) -> None:
         await self.http.aclose()
-        await self.fresh.aclose()
+        await self.upstream.close()
 
     async def post(
         self, path: str, body: dict[str, Any], request_id: str, *, fresh: bool = False
-    ) -> httpx.Response:
-        """POSTs `body` once and returns the response once its head arrived (body not read)."""
-        client = self.fresh if fresh else self.http
-        headers = {"content-type": "application/json", "x-request-id": request_id}
-        req = client.build_request("POST", path, content=orjson.dumps(body), headers=headers)
-        return await client.send(req, stream=True)
+    ) -> Response:
+        """POSTs `body` once and returns the response once its head arrived (body not read);
+        `fresh`: on a new connection, closed after its response."""
+        headers = {"x-request-id": request_id}
+        return await self.upstream.post(path, orjson.dumps(body), headers, fresh=fresh)
 
     async def _send(
         self, path: str, body: dict[str, Any], request_id: str, out: Outcome
-    ) -> httpx.Response:
+    ) -> Response:
         try:
             return await self.post(path, body, request_id)
         except NOT_STARTED as exc:
@@ -157,11 +153,11 @@ class EngineClient:
 
     async def open_stream(
         self, path: str, body: dict[str, Any], request_id: str, out: Outcome
-    ) -> httpx.Response:
+    ) -> Response:
         return await open_stream(self._send, path, body, request_id, out)
 
     @staticmethod
-    def relay(r: httpx.Response, out: Outcome, done: Callable[[], None]) -> AsyncIterator[bytes]:
+    def relay(r: Response, out: Outcome, done: Callable[[], None]) -> AsyncIterator[bytes]:
         return relay(r, out, done)
 
 
@@ -187,7 +183,7 @@ async def complete(
 
 async def open_stream(
     send: Send, path: str, body: dict[str, Any], request_id: str, out: Outcome
-) -> httpx.Response:
+) -> Response:
     """A stream's response, head read; a refusal's body is read into `out.extra["content"]`."""
     options = body.get("stream_options")
     caller_wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
@@ -206,7 +202,7 @@ async def open_stream(
     return r
 
 
-async def relay(r: httpx.Response, out: Outcome, done: Callable[[], None]) -> AsyncIterator[bytes]:
+async def relay(r: Response, out: Outcome, done: Callable[[], None]) -> AsyncIterator[bytes]:
     """Yield the engine's SSE bytes, event by event; note usage and tool calls on the way."""
     strip = bool(out.extra.get("strip_usage"))
     buf = b""

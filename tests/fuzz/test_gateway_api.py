@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
-import httpx
 import jsonschema
 import orjson
 import pytest
 import schemathesis
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
@@ -32,6 +33,7 @@ from serving.gateway.app import create_gateway, use_sessions
 from serving.gateway.usage import Usage
 from tests.conftest import World
 from tests.fuzz.harness import fuzz
+from tests.serving.fake_engine import attach, stop_all
 
 MAX_EXAMPLES = 100  # per operation and generation mode
 FINE_TUNING_EXAMPLES = 15
@@ -40,36 +42,43 @@ COMPLETION = {"id": "c", "object": "chat.completion", "choices": [], "usage": US
 MODELS = ["support", "support@production", "support@v1", "support@1"]
 
 
-def engine(app: FastAPI) -> httpx.MockTransport:
+def engine(app: FastAPI) -> FastAPI:
     """vLLM's answers at the boundary: 400 for a body outside the declared shape, else 200."""
     paths = app.openapi()["paths"]
     schemas = {
         path: paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
         for path in ("/v1/chat/completions", "/v1/completions")
     }
+    fake = FastAPI()
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/health":
-            return httpx.Response(200)
-        body = orjson.loads(request.content)
+    @fake.get("/health")
+    async def health() -> Response:
+        return Response()
+
+    @fake.post("/v1/chat/completions")
+    @fake.post("/v1/completions")
+    async def answer(request: Request) -> Response:
+        body = orjson.loads(await request.body())
         try:
             jsonschema.validate(body, schemas[request.url.path])
         except jsonschema.ValidationError as exc:
             error = {"object": "error", "message": exc.message, "type": "BadRequestError"}
-            return httpx.Response(400, json={**error, "code": 400})
+            return JSONResponse({**error, "code": 400}, status_code=400)
         if not body.get("stream"):
-            return httpx.Response(200, json=COMPLETION)
-        events = [{"id": "c", "choices": [{"index": 0, "delta": {"content": "hi"}}]}]
+            return JSONResponse(COMPLETION)
+        events: list[dict[str, Any]] = [
+            {"id": "c", "choices": [{"index": 0, "delta": {"content": "hi"}}]}
+        ]
         events.append({"id": "c", "choices": [], "usage": USAGE})
         sse = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events)
-        headers = {"content-type": "text/event-stream"}
-        return httpx.Response(200, content=_chunks(sse + b"data: [DONE]\n\n"), headers=headers)
+        chunks = _chunks(sse + b"data: [DONE]\n\n")
+        return StreamingResponse(chunks, media_type="text/event-stream")
 
-    return httpx.MockTransport(answer)
+    return fake
 
 
 async def _chunks(data: bytes, size: int = 50) -> AsyncIterator[bytes]:
-    """A body that streams in pieces, as from a socket (bytes would count as already read)."""
+    """A body that streams in pieces, as from an engine."""
     for i in range(0, len(data), size):
         yield data[i : i + size]
 
@@ -93,10 +102,9 @@ def gateway(world: World, known: dict[str, str], tmp_path: Path) -> Iterator[Fas
     app = create_gateway(settings)
     sessions = registry.state.sessionmaker  # the test's rolled-back transaction
     use_sessions(app, sessions)
-    client = app.state.engine_client
-    for name in ("http", "fresh"):
-        setattr(client, name, httpx.AsyncClient(transport=engine(app), base_url="http://engine"))
+    attach(app, engine(app))
     yield app
+    stop_all()
     app.state.db.dispose()
 
 

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -24,6 +23,7 @@ from serving.gateway.app import create_gateway, use_sessions
 from serving.gateway.canary import Arm, Splits, bucket, choose, end_user
 from tests.conftest import World
 from tests.registry.splits.conftest import SPLIT, SplitWorld
+from tests.serving.fake_engine import attach, stop_all
 
 TENTH = {"production": 90, "candidate": 10}
 
@@ -58,10 +58,9 @@ def gateway(world: World, tmp_path: Path) -> Iterator[FastAPI]:
         usage = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
         return {"id": "x", "object": "chat.completion", "choices": [choice], "usage": usage}
 
-    app.state.engine_client.http = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=engine), base_url="http://engine"
-    )
+    attach(app, engine)
     yield app
+    stop_all()
     app.state.db.dispose()
 
 

@@ -162,3 +162,62 @@ def test_an_engine_that_stays_down_is_an_error_after_one_retry() -> None:
             assert script.connections == 2
 
     asyncio.run(run())
+
+
+def test_keep_alive_connections_are_reused() -> None:
+    async def run() -> None:
+        async with engine([answer]) as (client, script):
+            for _ in range(5):
+                status, content = await client.complete("/v1/completions", {}, "r", Outcome())
+                assert (status, content) == (200, OK)
+            assert script.connections == 1
+
+    asyncio.run(run())
+
+
+def test_a_chunked_stream_is_relayed_event_by_event() -> None:
+    """The caller has the first event while the engine has not written the second yet."""
+    relayed = asyncio.Event()
+
+    async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for event in (b'data: {"choices":[{"text":"a"}]}\n\n', b"data: [DONE]\n\n"):
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await writer.drain()
+            await asyncio.wait_for(relayed.wait(), 5)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async def run() -> None:
+        async with engine([chunked]) as (client, _):
+            out = Outcome()
+            r = await client.open_stream("/v1/completions", {"stream": True}, "r1", out)
+            chunks = []
+            async for chunk in client.relay(r, out, lambda: None):
+                chunks.append(chunk)
+                relayed.set()
+            assert chunks == [b'data: {"choices":[{"text":"a"}]}\n\n', b"data: [DONE]\n\n"]
+
+    asyncio.run(run())
+
+
+def test_an_engine_that_does_not_answer_in_time_is_a_timeout_never_replayed() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        await asyncio.sleep(2)
+
+    async def run() -> None:
+        script = Script([silent])
+        server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = EngineClient(f"http://127.0.0.1:{port}", "key", timeout=0.3)
+        try:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.complete("/v1/completions", {}, "r1", Outcome())
+            assert script.connections == 1
+        finally:
+            await client.close()
+            server.close()
+
+    asyncio.run(run())

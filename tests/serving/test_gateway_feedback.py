@@ -21,6 +21,7 @@ from registry.settings import Settings
 from serving.gateway.app import create_gateway, use_sessions
 from tests.conftest import World
 from tests.registry.traffic.test_feedback import Traffic
+from tests.serving.fake_engine import attach, stop_all
 from tests.serving.stack import ServingStack
 
 CHAT = {"model": "support", "messages": [{"role": "user", "content": "Is my parcel late?"}]}
@@ -91,6 +92,7 @@ def gateway(world: World, tmp_path: Path) -> Iterator[Any]:
     yield make
     for app in apps:
         app.state.db.dispose()
+    stop_all()
 
 
 def _fake_engine(app: FastAPI) -> None:
@@ -102,9 +104,7 @@ def _fake_engine(app: FastAPI) -> None:
         usage = {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
         return {"id": "x", "object": "chat.completion", "choices": [choice], "usage": usage}
 
-    app.state.engine_client.http = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=engine), base_url="http://engine"
-    )
+    attach(app, engine)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -34,6 +33,7 @@ from serving.gateway.app import create_gateway, use_sessions
 from serving.names import engine_name
 from tests.conftest import Caller, World
 from tests.registry.adapters.conftest import AdapterWorld
+from tests.serving.fake_engine import attach, stop_all
 
 USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
 HELLO = [{"role": "user", "content": "hello"}]
@@ -155,15 +155,14 @@ def gateway(world: World, tmp_path: Path) -> Iterator[Any]:
             seen.append(body)
             return {"id": "x", "object": "chat.completion", "choices": [], "usage": USAGE}
 
-        app.state.engine_client.http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=engine), base_url="http://engine"
-        )
+        attach(app, engine)
         apps.append(app)
         return app, seen
 
     yield make
     for app in apps:
         app.state.db.dispose()
+    stop_all()
 
 
 def _chat(http: TestClient, caller: Caller, model: str) -> Any:

@@ -31,6 +31,7 @@ from serving.gateway.errors import GatewayError
 from serving.gateway.ratelimit import RateLimiter
 from tests.conftest import World
 from tests.registry.adapters.conftest import AdapterWorld
+from tests.serving.fake_engine import attach, stop_all
 
 USAGE = {"prompt_tokens": 30, "completion_tokens": 50, "total_tokens": 80}
 
@@ -119,6 +120,7 @@ def gateway(world: World, tmp_path: Path) -> Iterator[Any]:
     yield make
     for app in apps:
         app.state.db.dispose()
+    stop_all()
 
 
 def _fake_engine(app: FastAPI, seen: list[dict[str, Any]]) -> None:
@@ -131,10 +133,7 @@ def _fake_engine(app: FastAPI, seen: list[dict[str, Any]]) -> None:
         seen.append(body)
         return {"id": "x", "object": "text_completion", "choices": [], "usage": USAGE}
 
-    client = app.state.engine_client
-    client.http = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=engine), base_url="http://engine"
-    )
+    attach(app, engine)
 
 
 def _adapter(world: World, tmp_path: Path) -> dict[str, str]:
