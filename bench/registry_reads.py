@@ -1,7 +1,7 @@
 """Registry authenticated reads: requests/s and CPU per request, old code vs new, side by side.
 
     .venv/bin/python -m bench.registry_reads [--clients 16] [--seconds 5] [--rounds 2]
-        [--baseline-rev HEAD] [--workers 1]
+        [--baseline-rev 3a24d0d] [--workers 1]
 
 Starts its own PostgreSQL, one registry (`tests.live`: `loraplex serve registry`) on a fresh
 database seeded small (tests/registry/lineage/bulk.py: 4 tenants with adapters, versions,
@@ -47,6 +47,8 @@ from bench.registry_bench import _load
 from tests.live import CLI, LiveRegistry, start_registry
 from tests.registry.lineage.bulk import bulk_seed
 from tests.services import _die_with, free_port, start_postgres, sweep_stale
+
+BEFORE_ISSUE_20 = "3a24d0d"  # the tree before issue 20: the default baseline
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parent.parent
@@ -242,7 +244,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds; medians reported")
     ap.add_argument("--workers", type=int, default=1, help="uvicorn workers of every server")
     ap.add_argument(
-        "--baseline-rev", default="HEAD", help="git revision for the baseline; 'none' skips it"
+        "--baseline-rev",
+        default=BEFORE_ISSUE_20,
+        help="git revision for the baseline; 'none' skips it",
     )
     args = ap.parse_args()
     sweep_stale()

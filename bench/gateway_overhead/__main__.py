@@ -1,7 +1,7 @@
 """What the gateway adds to a request, against a fast stub upstream: this tree vs a baseline.
 
     .venv/bin/python -m bench.gateway_overhead [--seconds 4] [--rounds 2] [--streams 1,32]
-        [--baseline-rev HEAD] [--redis] [--profile]
+        [--baseline-rev 3a24d0d] [--redis] [--profile]
 
 Starts PostgreSQL and the S3 server (tests.services; Redis too with `--redis`, which puts the
 gateway's rate limits and token budget on it as with several replicas), a registry
@@ -45,6 +45,8 @@ from bench.gateway_overhead.world import (
 )
 from tests.live import start_registry
 from tests.services import start_postgres, start_redis, start_s3, sweep_stale
+
+BEFORE_ISSUE_20 = "3a24d0d"  # the tree before issue 20: the default baseline
 
 RESULTS = REPO / "bench" / "results"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -149,7 +151,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--streams", default="1,32")
-    p.add_argument("--baseline-rev", default="HEAD", help="'none' skips the baseline")
+    p.add_argument("--baseline-rev", default=BEFORE_ISSUE_20, help="'none' skips the baseline")
     p.add_argument("--redis", action="store_true", help="limits and budget on Redis")
     p.add_argument("--profile", action="store_true")
     args = p.parse_args()
