@@ -5,8 +5,8 @@ httpx cost the gateway about 1.3 ms of CPU per request (its request and URL mode
 pool and anyio's stream layers, h11 in pure Python); this one writes the request head as bytes
 and hands the body to the caller as the parser decodes it: about a tenth of that. It speaks only
 what the engine needs: POST of a JSON body, answers with content-length or chunked bodies (or
-read to the close), no redirects, proxies, cookies or TLS (the engine is on the cluster network;
-health polls and anything else go through httpx in `EngineClient`).
+read to the close), over TCP or TLS (`https://` engines, verified against the system's CAs), no
+redirects, proxies or cookies; health polls and anything else go through httpx in `EngineClient`.
 
 Failures are httpx's exception types, so callers keep one vocabulary: `ConnectError` (refused,
 unreachable), `RemoteProtocolError` (closed before the response head, or a body cut short),
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
@@ -194,13 +195,15 @@ class Response:
 
 
 class Upstream:
-    """Keep-alive connections to one `http://host:port` engine."""
+    """Keep-alive connections to one `http(s)://host:port` engine."""
 
     def __init__(self, base_url: str, headers: dict[str, str], timeout: float) -> None:
         url = urlsplit(base_url)
-        if url.scheme != "http" or not url.hostname:
-            raise ValueError(f"engine URL must be http://host[:port], not {base_url!r}")
-        self.host, self.port = url.hostname, url.port or 80
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"engine URL must be http(s)://host[:port], not {base_url!r}")
+        tls = url.scheme == "https"
+        self.host, self.port = url.hostname, url.port or (443 if tls else 80)
+        self.tls: ssl.SSLContext | None = ssl.create_default_context() if tls else None
         self.prefix = url.path.rstrip("/")
         self.timeout, self.connect_timeout = timeout, 5.0
         fixed = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
@@ -252,7 +255,7 @@ class Upstream:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_connection(_Conn, self.host, self.port)
+                _, conn = await loop.create_connection(_Conn, self.host, self.port, ssl=self.tls)
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"connecting to {self.host}:{self.port}") from exc
         except OSError as exc:
