@@ -108,5 +108,10 @@ def _clear_on_commit(session: Session) -> None:
     # A flag left by a rolled-back change clears the caches at the session's next commit: once
     # too often, never too late.
     if session.info.pop(_CHANGED, False):
-        for cache in list(_CACHES):
-            cache.clear()
+        clear_all()
+
+
+def clear_all() -> None:
+    """Empty every cache of this process: the next request of each token verifies again."""
+    for cache in list(_CACHES):
+        cache.clear()

@@ -20,7 +20,6 @@ The names the gateway gives engines are `host:port` (the `x-loraplex-engine` hea
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
@@ -37,7 +36,7 @@ import httpx
 
 from tests.live import BUCKET, start_registry
 from tests.services import AWS_ENV, free_port
-from tests.serving.stack import CLI, Service, ServingStack
+from tests.serving.stack import CLI, Service, ServingStack, wait_engines_seen
 
 # Settings every multi-engine run wants: no rate limit shaping the load, usage flushed fast
 # (splits' rollback check and lineage read it), small KV caches (two engines on one machine).
@@ -239,23 +238,9 @@ class MultiStack(ServingStack):
             e.service.wait_http(f"{e.url}/health", max(30.0, timeout - (time.monotonic() - t0)))
         for g in self.gateways:
             g.service.wait_http(f"{g.url}/readyz", 30)
-            self._wait_all_engines_seen(g.url, 60)
+            live = sum(not e.killed for e in self.engines)
+            wait_engines_seen(g.url, f"{live}/{len(self.engines)}", 60)
         return time.monotonic() - t0
-
-    def _wait_all_engines_seen(self, gateway_url: str, timeout: float) -> None:
-        """Until the gateway sees every live engine healthy (its /readyz answers 200 with one
-        up): a test that starts while one is still marked down routes around it."""
-        want = f"{sum(not e.killed for e in self.engines)}/{len(self.engines)}"
-        deadline, seen = time.monotonic() + timeout, ""
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.TransportError):
-                seen = httpx.get(f"{gateway_url}/readyz", timeout=5, trust_env=False).headers.get(
-                    "x-loraplex-engines", ""
-                )
-                if seen == want:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"{gateway_url} sees engines {seen!r}, not {want!r} healthy")
 
     # -- the engines, read from themselves ----------------------------------------------------
 

@@ -50,6 +50,22 @@ def make_peft_adapter(base: Path, out: Path, *, seed: int, r: int = 8) -> Path:
     return out
 
 
+def wait_engines_seen(gateway_url: str, want: str, timeout: float) -> None:
+    """Until the gateway's /readyz reports `want` ("healthy/known") engines: it polls them every
+    few seconds, so right after an engine starts it may still hold it down and answer 503."""
+    deadline, seen = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{gateway_url}/readyz", timeout=5, trust_env=False)
+            seen = r.headers.get("x-loraplex-engines", "")
+            if seen == want:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{gateway_url} sees engines {seen!r}, not {want!r} healthy")
+
+
 class Service:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
         self.name, self.log = name, log
@@ -177,6 +193,7 @@ class ServingStack:
         self.services.append(gateway)
         gateway.wait_http(f"{self.gateway_url}/healthz", 60)
         engine.wait_http(f"{self.engine_url}/health", 300)
+        wait_engines_seen(self.gateway_url, "1/1", 60)
 
     @property
     def engine_key(self) -> str:

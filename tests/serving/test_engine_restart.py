@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.serving.conftest import Adapters
-from tests.serving.stack import CLI, Service, ServingStack
+from tests.serving.stack import CLI, Service, ServingStack, wait_engines_seen
 
 PROMPT = "<|user|>\nWhere is my order 1234?<|end|>\n<|assistant|>\n"
 
@@ -69,6 +69,7 @@ def test_a_killed_engine_is_a_503_and_a_restarted_one_serves_again(stack: Servin
         )
         stack.services[0] = again  # stopped by stack.close()
         again.wait_http(f"{stack.engine_url}/health", 300)
+        wait_engines_seen(stack.gateway_url, "1/1", 60)  # its next poll finds the engine back
         for _ in range(5):
             r = _complete(gateway, stack)
             assert r.status_code == 200, r.text
