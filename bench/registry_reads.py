@@ -33,7 +33,6 @@ import random
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -43,12 +42,11 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
+from bench.baseline import BEFORE_ISSUE_20, export_tree
 from bench.registry_bench import _load
 from tests.live import CLI, LiveRegistry, start_registry
 from tests.registry.lineage.bulk import bulk_seed
 from tests.services import _die_with, free_port, start_postgres, sweep_stale
-
-BEFORE_ISSUE_20 = "3a24d0d"  # the tree before issue 20: the default baseline
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parent.parent
@@ -116,17 +114,6 @@ def spawn(live: LiveRegistry, name: str, env: dict[str, str], cwd: Path, workers
                 time.sleep(0.1)
     proc.kill()
     raise RuntimeError((live.home / f"{name}.log").read_text()[-3000:])
-
-
-def export_tree(rev: str, dest: Path) -> Path:
-    """`git archive` of `rev` unpacked under `dest` (read-only use of the repository)."""
-    archive = dest / "baseline.tar"
-    with archive.open("wb") as out:
-        subprocess.run(["git", "archive", rev], cwd=REPO, stdout=out, check=True)
-    tree = dest / "baseline"
-    with tarfile.open(archive) as tar:
-        tar.extractall(tree, filter="data")
-    return tree
 
 
 def seed(live: LiveRegistry) -> dict[str, Any]:

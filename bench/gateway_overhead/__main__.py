@@ -34,19 +34,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.baseline import BEFORE_ISSUE_20, export_tree
 from bench.gateway_overhead.load import closed_loop
 from bench.gateway_overhead.world import (
     REPO,
     Proc,
-    export_tree,
     start_gateway,
     start_stub,
     tenant,
 )
 from tests.live import start_registry
 from tests.services import start_postgres, start_redis, start_s3, sweep_stale
-
-BEFORE_ISSUE_20 = "3a24d0d"  # the tree before issue 20: the default baseline
 
 RESULTS = REPO / "bench" / "results"
 TICK = os.sysconf("SC_CLK_TCK")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,14 +140,3 @@ def start_gateway(
             preexec_fn=_die_with(15),
         )
     return _wait(Proc(f"gateway-{name}", f"http://127.0.0.1:{port}", proc), "/readyz", log)
-
-
-def export_tree(rev: str, dest: Path) -> Path:
-    """`git archive` of `rev` unpacked under `dest` (read-only use of the repository)."""
-    archive = dest / "baseline.tar"
-    with archive.open("wb") as out:
-        subprocess.run(["git", "archive", rev], cwd=REPO, stdout=out, check=True)
-    tree = dest / "baseline"
-    with tarfile.open(archive) as tar:
-        tar.extractall(tree, filter="data")
-    return tree

@@ -12,21 +12,11 @@ from registry.models import AdapterVersion
 from registry.storage import S3ObjectStore, StorageUnavailable
 from tests.registry.adapters.conftest import AdapterWorld
 from tests.registry.adapters.fakes import safetensors_bytes
+from tests.registry.storage.s3_calls import record_calls, s3_store
 
 
 def _s3(aw: AdapterWorld) -> S3ObjectStore:
-    store = aw.world.stack.store
-    assert isinstance(store, S3ObjectStore)
-    return store
-
-
-def _calls(store: S3ObjectStore, *operations: str) -> list[str]:
-    seen: list[str] = []
-    for op in operations:
-        store.client.meta.events.register(
-            f"before-parameter-build.s3.{op}", lambda params, op=op, **_: seen.append(op)
-        )
-    return seen
+    return s3_store(aw.world.stack.store)
 
 
 def _nothing_stored(aw: AdapterWorld) -> None:
@@ -39,7 +29,7 @@ def _nothing_stored(aw: AdapterWorld) -> None:
 
 def test_upload_writes_only_the_versions_keys_and_copies_nothing(aw: AdapterWorld) -> None:
     store = _s3(aw)
-    copies = _calls(store, "CopyObject", "UploadPartCopy")
+    copies = record_calls(store, "CopyObject", "UploadPartCopy")
     keys: list[str] = []
     store.client.meta.events.register(
         "before-parameter-build.s3.PutObject", lambda params, **_: keys.append(params["Key"])
@@ -56,7 +46,7 @@ def test_bad_weights_after_several_parts_leave_no_object_and_no_open_upload(
     aw: AdapterWorld,
 ) -> None:
     """20 MiB of weights, parts already sent, refused only when the file is all read."""
-    parts = _calls(_s3(aw), "UploadPart")
+    parts = record_calls(_s3(aw), "UploadPart")
     weights = safetensors_bytes({"not.a.lora.weight": ("F32", [5 << 20])})
     resp = aw.upload(weights=weights)
     assert resp.status_code == 422, resp.text

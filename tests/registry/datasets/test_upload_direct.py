@@ -21,23 +21,13 @@ from registry.models import Dataset, Tenant
 from registry.storage import S3ObjectStore
 from tests.conftest import World
 from tests.registry.datasets.test_datasets_api import chat, object_keys, upload
+from tests.registry.storage.s3_calls import record_calls, s3_store
 
 MiB = 1 << 20
 
 
 def _s3(world: World) -> S3ObjectStore:
-    store = world.stack.store
-    assert isinstance(store, S3ObjectStore)
-    return store
-
-
-def _calls(store: S3ObjectStore, *operations: str) -> list[str]:
-    seen: list[str] = []
-    for op in operations:
-        store.client.meta.events.register(
-            f"before-parameter-build.s3.{op}", lambda params, op=op, **_: seen.append(op)
-        )
-    return seen
+    return s3_store(world.stack.store)
 
 
 def _open_uploads(store: S3ObjectStore) -> list[object]:
@@ -68,7 +58,9 @@ def _big(mib: int) -> bytes:
 def test_large_upload_goes_straight_to_its_key_and_copies_nothing(world: World) -> None:
     store = _s3(world)
     acme = world.tenant("acme")
-    seen = _calls(store, "CopyObject", "UploadPartCopy", "UploadPart", "CompleteMultipartUpload")
+    seen = record_calls(
+        store, "CopyObject", "UploadPartCopy", "UploadPart", "CompleteMultipartUpload"
+    )
     keys: list[str] = []
     store.client.meta.events.register(
         "before-parameter-build.s3.CreateMultipartUpload",
@@ -97,7 +89,7 @@ def test_duplicate_content_reuses_the_object_and_aborts_its_own_upload(world: Wo
     body = _big(12)
     first = upload(world, acme, body)
     assert first.status_code == 201, first.text
-    aborts = _calls(store, "AbortMultipartUpload", "CompleteMultipartUpload")
+    aborts = record_calls(store, "AbortMultipartUpload", "CompleteMultipartUpload")
     other = upload(world, acme, body, name="copy")
     assert other.status_code == 201 and other.json()["version"] == 1
     assert other.json()["sha256"] == first.json()["sha256"]
@@ -169,7 +161,7 @@ def test_refused_after_several_parts_leaves_no_object_and_no_open_upload(
     world: World, tail: bytes, complete: bool, words: str
 ) -> None:
     world.tenant("acme")
-    parts = _calls(_s3(world), "UploadPart", "AbortMultipartUpload")
+    parts = record_calls(_s3(world), "UploadPart", "AbortMultipartUpload")
     data = _big(20)
     assert data.count(b"\n") == 20971
 
@@ -194,7 +186,7 @@ def test_refused_after_several_parts_leaves_no_object_and_no_open_upload(
 
 def test_over_the_quota_mid_stream_leaves_no_object_and_no_open_upload(world: World) -> None:
     acme = world.tenant("acme", quota_dataset_bytes=10 * MiB)
-    parts = _calls(_s3(world), "UploadPart", "AbortMultipartUpload")
+    parts = record_calls(_s3(world), "UploadPart", "AbortMultipartUpload")
     resp = upload(world, acme, _big(20))
     assert resp.status_code == 413, resp.text
     assert "UploadPart" in parts and parts[-1] == "AbortMultipartUpload"
