@@ -172,6 +172,16 @@ def test_base_and_adapter_requests_in_one_batch_stay_apart(serving: ServingStack
         assert text == alone[model], model
 
 
+def test_the_engine_keeps_vllms_compiler_with_lora_on(serving: ServingStack) -> None:
+    """vLLM 0.32 turns its CPU compilation off when LoRA is enabled; our plugin keeps it
+    (serving/lora_punica.py), and the PEFT equality and mixed-batch tests above run through
+    the compiled graph with our LoRA ops. LORAPLEX_ENGINE_LORA_OPS=vllm would log NONE here."""
+    engine = next(s for s in serving.services if s.name == "engine")
+    log = engine.log.read_text(errors="replace")
+    assert "'mode': <CompilationMode.DYNAMO_TRACE_ONCE" in log, log[-3000:]
+    assert "'mode': <CompilationMode.NONE" not in log
+
+
 def test_the_engine_answers_only_the_key_holder(serving: ServingStack) -> None:
     no_key = httpx.Client(base_url=serving.engine_url, trust_env=False, timeout=10)
     assert no_key.get("/v1/models").status_code == 401

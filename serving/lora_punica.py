@@ -1,0 +1,164 @@
+"""The engine's CPU LoRA path: traceable ops (`serving/lora_ops.py`) with vLLM's compiler kept on.
+
+vLLM 0.32's CPU platform turns compilation off whenever LoRA is enabled, because its CPU punica
+wrapper branches in Python on per-step state (`no_lora`, `is_prefill`, the live index lengths),
+which a graph traced once would freeze. This wrapper has no such branch: every op reads the
+wrapper's fixed index buffers sliced by the tensor's own length (a symbolic size under the
+compiler) and is made of plain tensor ops the compiler takes into the model's graph. So the
+plugin (`serving/plugin.py`) leaves the CPU platform's compilation on with LoRA enabled.
+
+`LORAPLEX_ENGINE_LORA_OPS=vllm` turns all of it off (vLLM's own CPU ops, eager), for comparison.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from torch import Tensor
+from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
+
+from serving import lora_ops
+
+ENV = "LORAPLEX_ENGINE_LORA_OPS"
+WRAPPER = "serving.lora_punica.PunicaWrapperMasked"
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV, "masked").strip().lower() != "vllm"
+
+
+def _listed(stacked: Tensor | tuple[Tensor, ...] | list[Tensor]) -> list[Tensor]:
+    return [stacked] if isinstance(stacked, Tensor) else list(stacked)
+
+
+class PunicaWrapperMasked(PunicaWrapperCPU):
+    """vLLM's CPU wrapper (its metadata, and the paths loraplex does not serve: MoE,
+    classifiers) with linear, embedding and logits LoRA through `serving.lora_ops`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # vLLM allocates these with torch.empty; rows past the step's mapping must mean "none".
+        for buffer in (self._token_lora_indices, self._sampler_indices):
+            buffer.fill_(-1)
+
+    def _mask(self, n: Any, slots: int, dtype: Any, sampler: bool = False) -> Tensor:
+        indices = self._sampler_indices if sampler else self._token_lora_indices
+        return lora_ops.slot_mask(indices[:n], slots, dtype)
+
+    def add_shrink(  # type: ignore[override]
+        self, y: Tensor, x: Tensor, lora_a_stacked: tuple[Tensor, ...], scale: float, **kw: Any
+    ) -> None:
+        x = x.view(-1, x.shape[-1])
+        a_list = _listed(lora_a_stacked)
+        mask = self._mask(x.size(0), a_list[0].shape[0], x.dtype)
+        for s, a in enumerate(a_list):
+            h = lora_ops.shrink(x, a, mask)
+            y[s, :, : h.shape[1]] = h * scale if scale != 1.0 else h
+
+    def add_expand(  # type: ignore[override]
+        self,
+        y: Tensor,
+        x: Tensor,
+        lora_b_stacked: tuple[Tensor, ...],
+        output_slices: tuple[int, ...],
+        offset_start: int = 0,
+        add_inputs: bool = True,
+        **kw: Any,
+    ) -> None:
+        y2 = y.view(-1, y.shape[-1])
+        b_list = _listed(lora_b_stacked)
+        mask = self._mask(x.size(1), b_list[0].shape[0], y.dtype)
+        offset = offset_start
+        for s, (b, size) in enumerate(zip(b_list, output_slices, strict=True)):
+            delta = lora_ops.expand(x[s].to(y.dtype), b, mask)
+            if add_inputs:
+                y2[:, offset : offset + size] += delta
+            else:
+                y2[:, offset : offset + size] = delta
+            offset += size
+
+    def add_lora_embedding(  # type: ignore[override]
+        self, y: Tensor, x: Tensor, lora_b_stacked: Tensor, add_inputs: bool = True, **kw: Any
+    ) -> None:
+        mask = self._mask(x.size(0), lora_b_stacked.shape[0], y.dtype)
+        delta = lora_ops.expand(x.to(y.dtype), lora_b_stacked, mask)
+        n = min(delta.shape[1], y.shape[1])
+        if add_inputs:
+            y[:, :n] += delta[:, :n]
+        else:
+            y[:, :n] = delta[:, :n]
+
+    def add_lora_linear(  # type: ignore[override]
+        self,
+        y: Tensor,
+        x: Tensor,
+        lora_a_stacked: tuple[Tensor, ...],
+        lora_b_stacked: tuple[Tensor, ...],
+        scale: float,
+        output_slices: tuple[int, ...],
+        *,
+        buffer: Tensor | None = None,
+        **kw: Any,
+    ) -> None:
+        y2 = y.view(-1, y.shape[-1])
+        x = x.view(-1, x.shape[-1])
+        a_list, b_list = _listed(lora_a_stacked), _listed(lora_b_stacked)
+        mask = self._mask(x.size(0), a_list[0].shape[0], x.dtype)
+        add = kw.get("add_inputs", True)
+        offset = 0
+        for a, b, size in zip(a_list, b_list, output_slices, strict=True):
+            delta = lora_ops.linear(x, a, b, mask, scale)
+            if add:
+                y2[:, offset : offset + size] += delta
+            else:
+                y2[:, offset : offset + size] = delta
+            offset += size
+
+    def add_lora_logits(  # type: ignore[override]
+        self,
+        y: Tensor,
+        x: Tensor,
+        lora_a_stacked: Tensor,
+        lora_b_stacked: Tensor,
+        scale: float,
+        *,
+        buffer: Tensor | None = None,
+        **kw: Any,
+    ) -> None:
+        y2 = y.view(-1, y.shape[-1])
+        x = x.view(-1, x.shape[-1])
+        mask = self._mask(x.size(0), lora_a_stacked.shape[0], x.dtype, sampler=True)
+        delta = lora_ops.linear(x, lora_a_stacked, lora_b_stacked, mask, scale)
+        n = min(delta.shape[1], y2.shape[1])
+        y2[:, :n] += delta[:, :n]
+
+
+def apply() -> bool:
+    """Point the CPU platform at this wrapper and keep its compilation with LoRA on.
+
+    Returns False when vLLM is absent, the platform is not the CPU one, the ops are turned off,
+    or it was applied already."""
+    if not enabled():
+        return False
+    try:
+        from vllm.platforms.cpu import CpuPlatform
+    except ImportError:
+        return False
+    if getattr(CpuPlatform, "__loraplex_lora_ops__", False):
+        return False
+    original = CpuPlatform.check_and_update_config.__func__  # type: ignore[attr-defined]
+
+    def check_and_update_config(cls: type, vllm_config: Any) -> None:
+        # The CPU platform's only use of lora_config there is to set compilation to NONE.
+        lora_config = vllm_config.lora_config
+        vllm_config.lora_config = None
+        try:
+            original(cls, vllm_config)
+        finally:
+            vllm_config.lora_config = lora_config
+
+    CpuPlatform.check_and_update_config = classmethod(check_and_update_config)  # type: ignore[assignment,method-assign]
+    CpuPlatform.get_punica_wrapper = classmethod(lambda cls: WRAPPER)  # type: ignore[assignment,method-assign]
+    CpuPlatform.__loraplex_lora_ops__ = True  # type: ignore[attr-defined]
+    return True
