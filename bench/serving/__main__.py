@@ -20,7 +20,13 @@ from bench.serving.common import RESULTS, STACK_ENV, THROUGHPUT, progress
 from bench.serving.gateway import bench_gateway
 from bench.serving.lora_ops import bench_lora_ops
 from bench.serving.peft_baseline import Peft
-from bench.serving.processes import git_rev, read_engine_argv, start_references, steal
+from bench.serving.processes import (
+    git_rev,
+    read_engine_argv,
+    start_lora_reference,
+    start_references,
+    steal,
+)
 from bench.serving.promotion import bench_promotion
 from bench.serving.report import render
 from bench.serving.throughput import bench_throughput
@@ -46,6 +52,13 @@ def main() -> None:
         "--peft-threads",
         default="1,2",
         help="torch threads for PEFT: all for switching, the first for the rest and the ratios",
+    )
+    ap.add_argument(
+        "--max-lora-rank",
+        type=int,
+        default=16,
+        help="the tiny base model's max_lora_rank at registration (the engine follows it); "
+        "default 16, as `loraplex up` registers it",
     )
     ap.add_argument("--no-reference", action="store_true", help="skip the LoRA-disabled servers")
     ap.add_argument(
@@ -86,7 +99,13 @@ def main() -> None:
                 progress("starting the LoRA-disabled reference servers")
                 refs = start_references(base, tmp)
             progress("starting the serving stack (registry, engine, gateway)")
-            stack = ServingStack(pg.url, s3.url, base, extra_env=stack_env)
+            stack = ServingStack(
+                pg.url,
+                s3.url,
+                base,
+                extra_env=stack_env,
+                base_fields={"max_lora_rank": args.max_lora_rank},
+            )
             engine_argv = read_engine_argv(stack)
             for svc, url in refs.values():
                 svc.wait_http(f"{url}/health", 600)
@@ -94,6 +113,12 @@ def main() -> None:
             seeds = [s for *_, s in THROUGHPUT] + [201 + k for k in range(args.cold)]
             seeds += [301 + k for k in range(args.promotions)]
             folders = {s: make_peft_adapter(base, tmp / f"seed{s}", seed=s) for s in seeds}
+            if reference:
+                progress("starting the reference engine with vLLM's own CPU LoRA ops")
+                max_rank = int(engine_argv[engine_argv.index("--max-lora-rank") + 1])
+                refs["vllm_lora_vllm_ops"] = start_lora_reference(
+                    base, tmp, [folders[s] for *_, s in THROUGHPUT], max_rank
+                )
             names = []
             for tenant, adapter, seed in THROUGHPUT:
                 if (tenant, adapter) not in {(t, a) for t, a, s in THROUGHPUT if s < seed}:
@@ -104,6 +129,8 @@ def main() -> None:
             progress("PEFT baseline model")
             peft = Peft(base, [folders[s] for *_, s in THROUGHPUT])
             progress("1+2. throughput")
+            for svc, url in refs.values():
+                svc.wait_http(f"{url}/health", 600)
             ref_urls = {k: url for k, (_, url) in refs.items()}
             throughput = bench_throughput(stack, names, ref_urls, peft, peft_threads, args.repeats)
             for svc, _ in refs.values():  # idle from here on, but no need to keep them

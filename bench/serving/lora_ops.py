@@ -20,6 +20,7 @@ def bench_lora_ops(base: Path, max_rank: int, adapter_rank: int = 8, n: int = 20
     import torch
     from vllm.lora.ops.torch_ops import lora_ops
 
+    from serving import lora_ops as masked_ops
     from serving import lora_patch
 
     lora_patch.apply()
@@ -71,9 +72,22 @@ def bench_lora_ops(base: Path, max_rank: int, adapter_rank: int = 8, n: int = 20
             xs.append((time.perf_counter() - t0) * 1e3)
         return {"min_ms": min(xs), "median_ms": median(xs)}
 
+    def masked_step(weights: list[tuple[Any, ...]], idx: Any) -> None:
+        """Ours (serving/lora_ops.py), eager: one mask, two products per slice."""
+        mask = masked_ops.slot_mask(idx, slots, torch.float32)
+        for _ in range(cfg["num_hidden_layers"]):
+            for (_, outs), (a, b, x, _ys, y) in zip(shapes, weights, strict=True):
+                offset = 0
+                for s, o in enumerate(outs):
+                    y[:, offset : offset + o] += masked_ops.linear(x, a[s], b[s], mask, 1.0)
+                    offset += o
+
     one, mixed = torch.zeros(tokens, dtype=torch.long), torch.arange(tokens) // 2
     padded, exact = stacked(max_rank), stacked(adapter_rank)
+    compiled = torch.compile(masked_step, dynamic=True)
     return {
+        "masked_mixed8": timed(lambda: masked_step(padded, mixed)),
+        "masked_compiled_mixed8": timed(lambda: compiled(padded, mixed)),
         "max_lora_rank": max_rank,
         "adapter_rank": adapter_rank,
         "base_matmuls": timed(base_step),

@@ -47,6 +47,49 @@ def start_references(base: Path, tmp: Path) -> dict[str, tuple[Service, str]]:
     return refs
 
 
+def start_lora_reference(
+    base: Path, tmp: Path, folders: list[Path], max_rank: int
+) -> tuple[Service, str]:
+    """A plain vLLM server with LoRA on through vLLM's own CPU ops (compilation off, as vLLM
+    0.32 does on CPU): `LORAPLEX_ENGINE_LORA_OPS=vllm` keeps our plugin's ops out. The 8
+    adapters are static modules `a0`..`a7`, the same weights as the stack's versions."""
+    port, home = free_port(), tmp / "vllm_lora_vllm_ops"
+    home.mkdir()
+    argv = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(base),
+        "--served-model-name",
+        "tiny",
+        "--dtype",
+        "float32",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-model-len",
+        "1024",
+        "--enable-lora",
+        "--max-loras",
+        "8",
+        "--max-lora-rank",
+        str(max_rank),
+        "--lora-modules",
+        *[f"a{k}={folder}" for k, folder in enumerate(folders)],
+    ]
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "TMPDIR": str(home),
+        "VLLM_CACHE_ROOT": str(home / "vllm"),
+        "LORAPLEX_ENGINE_LORA_OPS": "vllm",
+    }
+    svc = Service("vllm_lora_vllm_ops", argv, env, home / "server.log")
+    return svc, f"http://127.0.0.1:{port}"
+
+
 def git_rev() -> str:
     r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     return r.stdout.strip() or "unknown"

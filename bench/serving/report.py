@@ -12,6 +12,7 @@ LABELS = {
     "vllm_mixed8": "vLLM, 8 adapters mixed in one batch (2 prompts each)",
     "vllm_nolora_compiled": "vLLM, LoRA disabled (reference; compiled, vLLM's CPU default)",
     "vllm_nolora_eager": "vLLM, LoRA disabled, --enforce-eager (reference)",
+    "vllm_lora_vllm_ops": "vLLM, 8 adapters mixed, vLLM's own CPU LoRA ops (reference)",
     "peft_switch": "PEFT, set_adapter + generate per request (batch 1), {t} torch thread(s)",
     "peft_grouped": "PEFT, one generate per adapter (batch 2), {t} torch thread(s)",
 }
@@ -55,13 +56,24 @@ def render(res: dict[str, Any]) -> str:
         for k, v in r.items()
         if k.startswith("base_over_")
     ]
+    ratios += [
+        f"**mixed8 / {k.removeprefix('mixed8_over_vllm_')} = {v:.2f}**"
+        for k, v in r.items()
+        if k.startswith("mixed8_over_vllm_")
+    ]
     lines += [
         "",
         "Ratios: " + "; ".join(ratios) + ".",
         "",
         f"Check: vLLM mixed8 == PEFT switching token for token on "
         f"{tp['identical_outputs_mixed8_vs_peft']}/{len(PROMPTS)} prompts; the adapters change "
-        f"the base model's output on {tp['adapters_change_output']}/{len(PROMPTS)}.",
+        f"the base model's output on {tp['adapters_change_output']}/{len(PROMPTS)}"
+        + (
+            f"; vLLM mixed8 == vLLM's own ops token for token on "
+            f"{tp['identical_outputs_mixed8_vs_vllm_ops']}/{len(PROMPTS)}."
+            if "identical_outputs_mixed8_vs_vllm_ops" in tp
+            else "."
+        ),
         "",
         f"### Gateway vs engine directly: completions, max_tokens=1, closed loop, "
         f"{p['seconds']:g} s per run (medians of {p['repeats']})",
@@ -127,6 +139,10 @@ def render(res: dict[str, Any]) -> str:
         f"| same, 8 adapters mixed | {ops['lora_padded_mixed8']['min_ms']:.2f} |",
         f"| same at rank {ops['adapter_rank']} (the adapters' own), 8 adapters mixed "
         f"| {ops['lora_exact_mixed8']['min_ms']:.2f} |",
+        f"| ours (serving/lora_ops.py), eager, rank {ops['max_lora_rank']}, 8 adapters mixed "
+        f"| {ops['masked_mixed8']['min_ms']:.2f} |",
+        f"| ours, compiled (as in the engine: torch.compile of the same step) "
+        f"| {ops['masked_compiled_mixed8']['min_ms']:.2f} |",
         f"| engine as measured above (16 x 1000 / tok/s, incl. prefill): base / one / mixed8 "
         f"| {step['vllm_base']:.1f} / {step['vllm_one']:.1f} / {step['vllm_mixed8']:.1f} |",
     ]

@@ -13,6 +13,8 @@ from bench.serving.load import batch, run_batch
 from bench.serving.peft_baseline import Peft
 from tests.serving.stack import ServingStack
 
+LORA_REF = "vllm_lora_vllm_ops"
+
 
 def bench_throughput(
     stack: ServingStack,
@@ -30,7 +32,9 @@ def bench_throughput(
         "vllm_mixed8": lambda: asyncio.run(batch(*engine, [names[a] for a in mixed_adapters])),
     }
     for key, url in refs.items():
-        configs[key] = functools.partial(run_batch, url, {}, ["tiny"] * len(PROMPTS))
+        # The LoRA reference serves the same 8 adapters as static modules a0..a7.
+        models = [f"a{a}" for a in mixed_adapters] if key == LORA_REF else ["tiny"] * len(PROMPTS)
+        configs[key] = functools.partial(run_batch, url, {}, models)
     asyncio.run(batch(*engine, names, max_tokens=1))  # load time is not throughput
     prompt_ids = configs["vllm_base"]()["prompt_ids"]
     for n, threads in enumerate(peft_threads):
@@ -80,7 +84,14 @@ def bench_throughput(
         "mixed8_over_peft_grouped": tok["vllm_mixed8"] / tok["peft_grouped"],
     }
     for key in refs:
-        out["ratios"][f"base_over_{key}"] = tok["vllm_base"] / tok[key]
+        if key == LORA_REF:
+            out["ratios"][f"mixed8_over_{key}"] = tok["vllm_mixed8"] / tok[key]
+            out["identical_outputs_mixed8_vs_vllm_ops"] = sum(
+                a == b for a, b in zip(vllm_tokens, runs[key][-1]["token_ids"], strict=True)
+            )
+        else:
+            out["ratios"][f"base_over_{key}"] = tok["vllm_base"] / tok[key]
+            out["ratios"][f"mixed8_over_{key}"] = tok["vllm_mixed8"] / tok[key]
     for key in tok:
         if key.startswith("peft_switch_"):
             out["ratios"][f"mixed8_over_{key}"] = tok["vllm_mixed8"] / tok[key]
