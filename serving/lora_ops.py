@@ -7,7 +7,9 @@ rank), and each token keeps only its own slot through a one-hot mask built from 
 slot index (-1, the base model, masks everything: exactly zero delta):
 
     shrink:  h = sum over slots of mask[t, s] * (x @ A[s]^T)   one product against all slots
-    expand:  y += (h spread to its slot by the mask) @ B^T      one product against all slots
+    expand:  y += sum over slots of (mask[t, s] * h) @ B[s]^T   one batched product over slots
+
+(`linear` keeps the masked per-slot h between the two, so it needs no sum in between.)
 
 Two products per slice, whatever the mix of adapters in the batch, no per-token copies and no
 Python branch on per-step state, so the compiled graph stays valid from step to step (it reads
@@ -35,14 +37,22 @@ def shrink(x: Tensor, a: Tensor, mask: Tensor) -> Tensor:
     return (h * mask.unsqueeze(-1)).sum(dim=1)
 
 
+def _expand_spread(spread: Tensor, b: Tensor) -> Tensor:
+    """(T, out) from (T, slots, rank) already masked: one batched product over the slots, read
+    from B where it lies (no transposed copy of B), summed over the slots."""
+    slots, out, rank = b.shape[0], b.shape[-2], b.shape[-1]
+    per_slot = torch.bmm(spread.transpose(0, 1), b.reshape(slots, out, rank).transpose(1, 2))
+    return per_slot.sum(dim=0)
+
+
 def expand(h: Tensor, b: Tensor, mask: Tensor) -> Tensor:
     """(T, out): h @ B^T of each token's own slot. b: (slots, 1, out, rank)."""
-    slots, out, rank = b.shape[0], b.shape[-2], b.shape[-1]
-    spread = (h.unsqueeze(1) * mask.unsqueeze(-1)).reshape(-1, slots * rank)
-    return spread @ b.reshape(slots, out, rank).permute(0, 2, 1).reshape(slots * rank, out)
+    return _expand_spread(h.unsqueeze(1) * mask.unsqueeze(-1), b)
 
 
 def linear(x: Tensor, a: Tensor, b: Tensor, mask: Tensor, scale: float) -> Tensor:
     """(T, out): the LoRA delta of each token through its own slot."""
-    h = shrink(x, a, mask)
-    return expand(h * scale if scale != 1.0 else h, b, mask)
+    slots, rank = a.shape[0], a.shape[-2]
+    h = (x @ a.reshape(slots * rank, a.shape[-1]).t()).view(-1, slots, rank)
+    spread = h * (mask * scale if scale != 1.0 else mask).unsqueeze(-1)
+    return _expand_spread(spread, b)

@@ -32,6 +32,21 @@ def _listed(stacked: Tensor | tuple[Tensor, ...] | list[Tensor]) -> list[Tensor]
     return [stacked] if isinstance(stacked, Tensor) else list(stacked)
 
 
+_NONZERO: dict[int, tuple[int, bool]] = {}
+
+
+def _carries_weights(stacked: Tensor) -> bool:
+    """Whether any slot of a stacked LoRA weight is non-zero, re-read only after vLLM wrote to
+    it (its version counter moved). For the logits LoRA, which runs outside the compiled graph:
+    the LM head's B is vocabulary-sized, and adapters rarely train it."""
+    key = stacked.data_ptr()
+    seen = _NONZERO.get(key)
+    if seen is None or seen[0] != stacked._version:
+        seen = (stacked._version, bool(stacked.any()))
+        _NONZERO[key] = seen
+    return seen[1]
+
+
 class PunicaWrapperMasked(PunicaWrapperCPU):
     """vLLM's CPU wrapper (its metadata, and the paths loraplex does not serve: MoE,
     classifiers) with linear, embedding and logits LoRA through `serving.lora_ops`."""
@@ -126,6 +141,8 @@ class PunicaWrapperMasked(PunicaWrapperCPU):
         buffer: Tensor | None = None,
         **kw: Any,
     ) -> None:
+        if not _carries_weights(lora_b_stacked):
+            return  # no loaded adapter touches the LM head (the usual case): nothing to add
         y2 = y.view(-1, y.shape[-1])
         x = x.view(-1, x.shape[-1])
         mask = self._mask(x.size(0), lora_a_stacked.shape[0], x.dtype, sampler=True)

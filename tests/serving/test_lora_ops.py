@@ -126,6 +126,22 @@ def test_rows_the_mapping_did_not_cover_get_nothing() -> None:
     assert torch.all(y[n:] == 0)
 
 
+def test_logits_lora_is_skipped_until_a_slot_carries_one() -> None:
+    """The LM head's LoRA runs outside the graph; with every slot's B at zero it adds nothing and
+    costs nothing, and it comes back as soon as vLLM writes an adapter's weights there."""
+    n, idx = 5, _indices(5)
+    a, b = _stack(out=10, seed=4, ranks=(0, 0, 0, 0))
+    w, x, y0 = _wrapper(idx, sampler=idx), _x(n), _x(n, 10, seed=5)
+    y = y0.clone()
+    w.add_lora_logits(y, x, a, b, 1.0)
+    assert torch.equal(y, y0)
+    a_new, b_new = _stack(out=10, seed=6)
+    a.copy_(a_new)
+    b.copy_(b_new)  # in place, as vLLM loads a slot: the version counter moves
+    w.add_lora_logits(y, x, a, b, 1.0)
+    torch.testing.assert_close(y, y0 + _reference(x, a, b, idx, 1.0), **TOL)
+
+
 @pytest.mark.parametrize("add_inputs", [True, False])
 def test_shrink_then_expand_like_the_row_parallel_layer(add_inputs: bool) -> None:
     n, idx, offset = 7, _indices(7), 3
