@@ -28,6 +28,16 @@ def enabled() -> bool:
     return os.environ.get(ENV, "masked").strip().lower() != "vllm"
 
 
+def _write(y: Tensor, start: int, delta: Tensor, add: bool) -> None:
+    """y[:, start : start + width] += delta (or = delta), clipped to y's width (LM-head and
+    embedding outputs may be padded on either side)."""
+    n = min(delta.shape[1], y.shape[1] - start)
+    if add:
+        y[:, start : start + n] += delta[:, :n]
+    else:
+        y[:, start : start + n] = delta[:, :n]
+
+
 def _listed(stacked: Tensor | tuple[Tensor, ...] | list[Tensor]) -> list[Tensor]:
     return [stacked] if isinstance(stacked, Tensor) else list(stacked)
 
@@ -86,23 +96,14 @@ class PunicaWrapperMasked(PunicaWrapperCPU):
         mask = self._mask(x.size(1), b_list[0].shape[0], y.dtype)
         offset = offset_start
         for s, (b, size) in enumerate(zip(b_list, output_slices, strict=True)):
-            delta = lora_ops.expand(x[s].to(y.dtype), b, mask)
-            if add_inputs:
-                y2[:, offset : offset + size] += delta
-            else:
-                y2[:, offset : offset + size] = delta
+            _write(y2, offset, lora_ops.expand(x[s].to(y.dtype), b, mask), add_inputs)
             offset += size
 
     def add_lora_embedding(  # type: ignore[override]
         self, y: Tensor, x: Tensor, lora_b_stacked: Tensor, add_inputs: bool = True, **kw: Any
     ) -> None:
         mask = self._mask(x.size(0), lora_b_stacked.shape[0], y.dtype)
-        delta = lora_ops.expand(x.to(y.dtype), lora_b_stacked, mask)
-        n = min(delta.shape[1], y.shape[1])
-        if add_inputs:
-            y[:, :n] += delta[:, :n]
-        else:
-            y[:, :n] = delta[:, :n]
+        _write(y, 0, lora_ops.expand(x.to(y.dtype), lora_b_stacked, mask), add_inputs)
 
     def add_lora_linear(  # type: ignore[override]
         self,
@@ -123,11 +124,7 @@ class PunicaWrapperMasked(PunicaWrapperCPU):
         add = kw.get("add_inputs", True)
         offset = 0
         for a, b, size in zip(a_list, b_list, output_slices, strict=True):
-            delta = lora_ops.linear(x, a, b, mask, scale)
-            if add:
-                y2[:, offset : offset + size] += delta
-            else:
-                y2[:, offset : offset + size] = delta
+            _write(y2, offset, lora_ops.linear(x, a, b, mask, scale), add)
             offset += size
 
     def add_lora_logits(  # type: ignore[override]
@@ -146,9 +143,7 @@ class PunicaWrapperMasked(PunicaWrapperCPU):
         y2 = y.view(-1, y.shape[-1])
         x = x.view(-1, x.shape[-1])
         mask = self._mask(x.size(0), lora_a_stacked.shape[0], x.dtype, sampler=True)
-        delta = lora_ops.linear(x, lora_a_stacked, lora_b_stacked, mask, scale)
-        n = min(delta.shape[1], y2.shape[1])
-        y2[:, :n] += delta[:, :n]
+        _write(y2, 0, lora_ops.linear(x, lora_a_stacked, lora_b_stacked, mask, scale), True)
 
 
 def apply() -> bool:
