@@ -12,48 +12,11 @@ from tests.services import free_port
 from tests.serving.stack import Service, ServingStack
 
 
-def start_references(base: Path, tmp: Path) -> dict[str, tuple[Service, str]]:
-    """Plain vLLM servers on the same model with LoRA disabled: compiled (vLLM's CPU default)
-    and --enforce-eager (what the LoRA-enabled engine runs as: LoRA turns compilation off)."""
-    refs = {}
-    for key, extra in (("vllm_nolora_compiled", []), ("vllm_nolora_eager", ["--enforce-eager"])):
-        port, home = free_port(), tmp / key
-        home.mkdir()
-        argv = [
-            sys.executable,
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            str(base),
-            "--served-model-name",
-            "tiny",
-            "--dtype",
-            "float32",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--max-model-len",
-            "1024",
-            *extra,
-        ]
-        env = {
-            **os.environ,
-            "VLLM_CPU_KVCACHE_SPACE": "1",
-            "TMPDIR": str(home),
-            "VLLM_CACHE_ROOT": str(home / "vllm"),
-        }
-        refs[key] = (Service(key, argv, env, home / "server.log"), f"http://127.0.0.1:{port}")
-    return refs
-
-
-def start_lora_reference(
-    base: Path, tmp: Path, folders: list[Path], max_rank: int
+def _vllm_server(
+    key: str, base: Path, tmp: Path, extra: list[str], env: dict[str, str] | None = None
 ) -> tuple[Service, str]:
-    """A plain vLLM server with LoRA on through vLLM's own CPU ops (compilation off, as vLLM
-    0.32 does on CPU): `LORAPLEX_ENGINE_LORA_OPS=vllm` keeps our plugin's ops out. The 8
-    adapters are static modules `a0`..`a7`, the same weights as the stack's versions."""
-    port, home = free_port(), tmp / "vllm_lora_vllm_ops"
+    """A plain vLLM OpenAI server on the tiny model in fp32, its own home under tmp."""
+    port, home = free_port(), tmp / key
     home.mkdir()
     argv = [
         sys.executable,
@@ -71,23 +34,38 @@ def start_lora_reference(
         str(port),
         "--max-model-len",
         "1024",
-        "--enable-lora",
-        "--max-loras",
-        "8",
-        "--max-lora-rank",
-        str(max_rank),
-        "--lora-modules",
-        *[f"a{k}={folder}" for k, folder in enumerate(folders)],
+        *extra,
     ]
-    env = {
+    full_env = {
         **os.environ,
         "VLLM_CPU_KVCACHE_SPACE": "1",
         "TMPDIR": str(home),
         "VLLM_CACHE_ROOT": str(home / "vllm"),
-        "LORAPLEX_ENGINE_LORA_OPS": "vllm",
+        **(env or {}),
     }
-    svc = Service("vllm_lora_vllm_ops", argv, env, home / "server.log")
-    return svc, f"http://127.0.0.1:{port}"
+    return Service(key, argv, full_env, home / "server.log"), f"http://127.0.0.1:{port}"
+
+
+def start_references(base: Path, tmp: Path) -> dict[str, tuple[Service, str]]:
+    """Plain vLLM servers on the same model with LoRA disabled: compiled (vLLM's CPU default)
+    and --enforce-eager."""
+    return {
+        key: _vllm_server(key, base, tmp, extra)
+        for key, extra in (("vllm_nolora_compiled", []), ("vllm_nolora_eager", ["--enforce-eager"]))
+    }
+
+
+def start_lora_reference(
+    base: Path, tmp: Path, folders: list[Path], max_rank: int
+) -> tuple[Service, str]:
+    """A plain vLLM server with LoRA on through vLLM's own CPU ops (compilation off, as vLLM
+    0.32 does on CPU): `LORAPLEX_ENGINE_LORA_OPS=vllm` keeps our plugin's ops out. The 8
+    adapters are static modules `a0`..`a7`, the same weights as the stack's versions."""
+    modules = [f"a{k}={folder}" for k, folder in enumerate(folders)]
+    extra = ["--enable-lora", "--max-loras", "8", "--max-lora-rank", str(max_rank)]
+    extra += ["--lora-modules", *modules]
+    env = {"LORAPLEX_ENGINE_LORA_OPS": "vllm"}
+    return _vllm_server("vllm_lora_vllm_ops", base, tmp, extra, env)
 
 
 def git_rev() -> str:
